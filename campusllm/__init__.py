@@ -1,0 +1,64 @@
+"""campusllm: campus and enterprise OpenAI-compatible LLM gateways, done right.
+
+The framework-free core: provider registry, wire layer, one limiter/retry layer, typed
+errors and an offline simulator. Framework adapters live in ``langchain_campusllm`` and
+``llama_index_campusllm``.
+
+Example:
+    >>> import campusllm
+    >>> campusllm.resolve("sjtu:glm").model.id
+    'glm-5.1'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Names are resolved lazily so `import campusllm` stays cheap (it is imported by both adapters).
+_LAZY = {
+    "resolve": "campusllm.registry",
+    "get_registry": "campusllm.registry",
+    "register_provider": "campusllm.registry",
+    "register_model": "campusllm.registry",
+    "ResolvedModel": "campusllm.registry",
+    "ModelSpec": "campusllm.registry",
+    "ProviderSpec": "campusllm.registry",
+    "RateLimits": "campusllm.registry",
+    "get_api_key": "campusllm.auth",
+    "CampusClient": "campusllm.client",
+    "ChatCaller": "campusllm.chat",
+    "Simulator": "campusllm.sim",
+    "RetryPolicy": "campusllm.transport",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:
+    from .auth import get_api_key
+    from .chat import ChatCaller
+    from .client import CampusClient
+    from .registry import (
+        ModelSpec,
+        ProviderSpec,
+        RateLimits,
+        ResolvedModel,
+        get_registry,
+        register_model,
+        register_provider,
+        resolve,
+    )
+    from .sim import Simulator
+    from .transport import RetryPolicy
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'campusllm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,201 @@
+"""Typed errors raised by campusllm and both framework adapters.
+
+Every error names its cause and, where one exists, the fix. Messages never contain an
+API key: anything that might echo a request or response goes through :func:`redact` first.
+
+Example:
+    >>> from campusllm.errors import AuthenticationError
+    >>> try:
+    ...     raise AuthenticationError("No API key for 'sjtu'.", hint="Set SJTU_API_KEY.")
+    ... except AuthenticationError as e:
+    ...     print(e)
+    No API key for 'sjtu'. Set SJTU_API_KEY.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "CampusLLMError",
+    "ConfigError",
+    "ModelNotFoundError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "UnreachableError",
+    "TimeoutError",
+    "ProtocolError",
+    "BadRequestError",
+    "CapabilityError",
+    "ServerError",
+    "StreamInterruptedError",
+    "redact",
+]
+
+_KEY_PATTERNS = [
+    re.compile(r"sk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{6,}"),
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?!bearer)[A-Za-z0-9_\-\.=]{6,}"),
+    re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9_\-\.=]{6,}"),
+]
+
+_registered_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so :func:`redact` removes it even if it has no known shape."""
+    if value and len(value) >= 4:
+        _registered_secrets.add(value)
+
+
+def redact(text: Any, limit: int | None = 500) -> str:
+    """Return ``text`` as a string with anything key-like replaced by ``***``.
+
+    Example:
+        >>> redact("Authorization: Bearer sk-abcdefghijkl")
+        'Authorization: Bearer ***'
+    """
+    s = text if isinstance(text, str) else repr(text)
+    for secret in sorted(_registered_secrets, key=len, reverse=True):
+        if secret in s:
+            s = s.replace(secret, "***")
+    for pat in _KEY_PATTERNS:
+        if pat.groups:
+            s = pat.sub(lambda m: m.group(1) + "***", s)
+        else:
+            s = pat.sub("***", s)
+    if limit is not None and len(s) > limit:
+        s = s[:limit] + "…"
+    return s
+
+
+class CampusLLMError(Exception):
+    """Base class of every error campusllm raises.
+
+    Attributes carry what a program needs to react without parsing the message:
+    ``provider``, ``model``, ``status_code``, ``hint`` (how to fix it) and ``body``
+    (the gateway's redacted response text, if any).
+
+    Example:
+        >>> err = CampusLLMError("boom", hint="try again", provider="sjtu")
+        >>> str(err), err.provider
+        ('boom try again', 'sjtu')
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.message = redact(message, limit=None)
+        self.hint = redact(hint, limit=None) if hint else None
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.body = redact(body) if body is not None else None
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+    def __reduce__(self) -> Any:  # keep pickling (multiprocessing, joblib) working
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.message,
+                {
+                    "hint": self.hint,
+                    "provider": self.provider,
+                    "model": self.model,
+                    "status_code": self.status_code,
+                    "body": self.body,
+                },
+                self.__dict__,
+            ),
+        )
+
+
+def _rebuild(cls: type, message: str, kwargs: dict[str, Any], state: dict[str, Any]) -> Any:
+    obj = cls.__new__(cls)
+    CampusLLMError.__init__(obj, message, **kwargs)
+    obj.__dict__.update(state)
+    return obj
+
+
+class ConfigError(CampusLLMError, ValueError):
+    """The configuration is incomplete or inconsistent (no base URL, bad override file…)."""
+
+
+class ModelNotFoundError(ConfigError):
+    """The provider or model name is not known to the registry."""
+
+
+class AuthenticationError(CampusLLMError):
+    """No key was found, or the gateway rejected it (HTTP 401). The hint names the env var."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """The key is valid but may not use this model or endpoint (HTTP 403)."""
+
+
+class RateLimitError(CampusLLMError):
+    """The gateway kept answering 429 after all retries. ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class UnreachableError(CampusLLMError, ConnectionError):
+    """The host could not be reached (DNS, refused, reset). The hint names VPN when relevant."""
+
+
+class TimeoutError(UnreachableError):  # noqa: A001 - deliberate, scoped to this module
+    """The gateway did not answer in time."""
+
+
+class ProtocolError(CampusLLMError):
+    """The gateway answered something that is not valid JSON/SSE of the expected shape."""
+
+
+class BadRequestError(CampusLLMError, ValueError):
+    """The request is invalid; the gateway's own message is passed through."""
+
+
+class CapabilityError(BadRequestError):
+    """The request asks for something the model cannot do (tools, images, thinking switch)."""
+
+
+class ServerError(CampusLLMError):
+    """The gateway failed (5xx) after all retries."""
+
+
+class StreamInterruptedError(CampusLLMError):
+    """A stream broke after output had started; nothing received is lost.
+
+    ``partial_content``, ``partial_reasoning`` and ``partial_tool_calls`` hold what arrived
+    before the break. Streams are never retried after the first byte, so nothing is
+    duplicated either.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_content: str = "",
+        partial_reasoning: str = "",
+        partial_tool_calls: list[dict[str, Any]] | None = None,
+        **kw: Any,
+    ) -> None:
+        self.partial_content = partial_content
+        self.partial_reasoning = partial_reasoning
+        self.partial_tool_calls = list(partial_tool_calls or [])
+        super().__init__(message, **kw)

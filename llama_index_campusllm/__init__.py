@@ -1,0 +1,15 @@
+"""LlamaIndex integration for campus and enterprise OpenAI-compatible LLM gateways.
+
+Example:
+    >>> from llama_index_campusllm import CampusLLM, CampusLLMEmbedding, CampusLLMRerank
+    >>> llm = CampusLLM(model="sjtu:deepseek-reasoner")  # doctest: +SKIP
+    >>> llm.metadata.context_window  # from the campusllm registry  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .embeddings import CampusLLMEmbedding
+from .llms import CampusLLM
+from .postprocessor import CampusLLMRerank
+
+__all__ = ["CampusLLM", "CampusLLMEmbedding", "CampusLLMRerank"]

@@ -1,0 +1,58 @@
+"""Pytest plugin: a running offline simulator as a fixture.
+
+Enable it with ``pytest_plugins = ["campusllm.testing"]`` in a ``conftest.py``. ``sim`` is one
+session-wide :class:`~campusllm.sim.Simulator` (1 s rate-limit window) whose requests, stats,
+faults, scripts and limits are reset after every test; ``fresh_sim`` is a private one per test.
+
+Example:
+    >>> def test_models(sim):  # doctest: +SKIP
+    ...     import httpx
+    ...     r = httpx.get(sim.url("sjtu") + "/models",
+    ...                   headers={"Authorization": f"Bearer {sim.api_key}"})
+    ...     assert r.status_code == 200
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .sim import Simulator
+
+__all__ = ["sim", "fresh_sim"]
+
+_session_sim: list[Simulator] = []
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Simulator]:
+    """A simulator shared by the whole session (state is reset after each test)."""
+    from .sim import Simulator
+
+    s = Simulator(window_s=1.0).start()
+    _session_sim.append(s)
+    try:
+        yield s
+    finally:
+        _session_sim.remove(s)
+        s.stop()
+
+
+@pytest.fixture
+def fresh_sim() -> Iterator[Simulator]:
+    """A simulator of its own for one test."""
+    from .sim import Simulator
+
+    with Simulator(window_s=1.0) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _campusllm_sim_reset() -> Iterator[None]:
+    # The session simulator is shared: one test's faults, scripts or limits must not leak.
+    yield
+    for s in _session_sim:
+        s.reset()

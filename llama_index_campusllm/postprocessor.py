@@ -1,0 +1,154 @@
+"""LlamaIndex reranking postprocessor over the campusllm core client."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import llama_index.core.instrumentation as instrument
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
+
+from ._common import build_client, resolve_model
+
+if TYPE_CHECKING:
+    from campusllm.client import CampusClient, RerankResult
+    from campusllm.registry import ResolvedModel
+
+__all__ = ["CampusLLMRerank"]
+
+dispatcher = instrument.get_dispatcher(__name__)
+
+RETRIEVAL_SCORE_KEY = "retrieval_score"
+
+
+class CampusLLMRerank(BaseNodePostprocessor):
+    """Rerank retrieved nodes with a gateway's rerank model (Jina/Cohere or TEI shape).
+
+    ``node.score`` becomes the rerank score; the retriever's score is kept in the node
+    metadata under ``retrieval_score`` (hidden from the LLM and embedding text). The async
+    path is truly async, so query engines with ``use_async=True`` do not block a thread.
+
+    Example:
+        >>> from llama_index_campusllm import CampusLLMRerank
+        >>> rerank = CampusLLMRerank(model="maas:bge-reranker-v2-m3", top_n=3)  # doctest: +SKIP
+        >>> engine = index.as_query_engine(node_postprocessors=[rerank])  # doctest: +SKIP
+    """
+
+    model: str = Field(description="Model spec: 'provider:model', or a model name with provider.")
+    provider: str | None = Field(default=None, description="Provider name, e.g. 'maas'.")
+    base_url: str | None = Field(default=None, description="Overrides the registry's base URL.")
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    top_n: int | None = Field(default=None, description="Nodes to keep (None: all, reordered).")
+    timeout: float = Field(default=60.0, description="Request timeout in seconds.")
+    max_retries: int | None = Field(
+        default=None, description="Retries for 429/5xx/connect errors (None: core default)."
+    )
+
+    _resolved: ResolvedModel = PrivateAttr()
+    _client: CampusClient = PrivateAttr()
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        base_url: str | None = None,
+        api_key: str | SecretStr | None = None,
+        timeout: float = 60.0,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        resolved = resolve_model(model, provider, base_url)
+        key, client = build_client(resolved, api_key, timeout=timeout, max_retries=max_retries)
+        fields: dict[str, Any] = {
+            "model": model or resolved.key,
+            "provider": provider,
+            "base_url": base_url,
+            "api_key": key,
+            "timeout": timeout,
+            "max_retries": max_retries,
+        }
+        super().__init__(**fields, **kwargs)
+        self._resolved = resolved
+        self._client = client
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CampusLLMRerank"
+
+    @property
+    def resolved(self) -> ResolvedModel:
+        """The registry entry this reranker talks to."""
+        return self._resolved
+
+    def _start(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None
+    ) -> tuple[str, list[str]]:
+        if query_bundle is None:
+            raise ValueError("CampusLLMRerank needs the query (query_bundle or query_str).")
+        dispatcher.event(
+            ReRankStartEvent(
+                query=query_bundle,
+                nodes=nodes,
+                top_n=self.top_n or len(nodes),
+                model_name=self._resolved.model.id,
+            )
+        )
+        docs = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        return query_bundle.query_str, docs
+
+    def _finish(
+        self, nodes: list[NodeWithScore], results: list[RerankResult]
+    ) -> list[NodeWithScore]:
+        out: list[NodeWithScore] = []
+        for r in sorted(results, key=lambda r: r.score, reverse=True):
+            original = nodes[r.index]
+            node = original.node
+            node.metadata[RETRIEVAL_SCORE_KEY] = original.score
+            for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+                if RETRIEVAL_SCORE_KEY not in keys:
+                    keys.append(RETRIEVAL_SCORE_KEY)
+            out.append(NodeWithScore(node=node, score=r.score))
+        if self.top_n is not None:
+            out = out[: self.top_n]
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out
+
+    def _event_payload(self, nodes: list[NodeWithScore], query: str) -> dict[Any, Any]:
+        return {
+            EventPayload.NODES: nodes,
+            EventPayload.MODEL_NAME: self._resolved.model.id,
+            EventPayload.QUERY_STR: query,
+            EventPayload.TOP_K: self.top_n,
+        }
+
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        if not nodes:
+            return []
+        query, docs = self._start(nodes, query_bundle)
+        with self.callback_manager.event(
+            CBEventType.RERANKING, payload=self._event_payload(nodes, query)
+        ) as event:
+            results = self._client.rerank(query, docs, top_n=self.top_n)
+            out = self._finish(nodes, results)
+            event.on_end(payload={EventPayload.NODES: out})
+        return out
+
+    async def _apostprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
+        if not nodes:
+            return []
+        query, docs = self._start(nodes, query_bundle)
+        with self.callback_manager.event(
+            CBEventType.RERANKING, payload=self._event_payload(nodes, query)
+        ) as event:
+            results = await self._client.arerank(query, docs, top_n=self.top_n)
+            out = self._finish(nodes, results)
+            event.on_end(payload={EventPayload.NODES: out})
+        return out

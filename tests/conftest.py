@@ -1,0 +1,3 @@
+"""Shared pytest configuration: the offline simulator fixtures (`sim`, `fresh_sim`)."""
+
+pytest_plugins = ["campusllm.testing"]

@@ -1,0 +1,73 @@
+"""Live smoke tests against real gateways: opt-in (CAMPUSLLM_LIVE=1 plus a key env var)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.live
+
+
+def _live_model(key: str) -> str:
+    from campusllm.registry import resolve
+
+    if os.environ.get("CAMPUSLLM_LIVE") != "1":
+        pytest.skip("live tests need CAMPUSLLM_LIVE=1")
+    spec = os.environ.get(f"CAMPUSLLM_LIVE_{key.upper()}_MODEL") or {
+        "chat": "sjtu:deepseek-reasoner",
+        "embedding": "oneapi:qwen3-embedding-8b",
+        "rerank": "",
+    }.get(key, "")
+    if not spec:
+        pytest.skip(f"set CAMPUSLLM_LIVE_{key.upper()}_MODEL to run this live test")
+    provider = resolve(spec).provider
+    if not any(os.environ.get(v) for v in [*provider.key_env, "CAMPUSLLM_API_KEY"]):
+        pytest.skip(f"no key for {provider.name}: set {provider.key_env[0]}")
+    return spec
+
+
+def test_live_reasoning_chat_and_stream() -> None:
+    from langchain_campusllm import ChatCampusLLM
+
+    llm = ChatCampusLLM(model=_live_model("chat"), max_tokens=256)
+    msg = llm.invoke("1+1=? Answer with one number.")
+    assert "2" in msg.text and "<think>" not in msg.text
+    full = None
+    for chunk in llm.stream("1+1=? Answer with one number."):
+        full = chunk if full is None else full + chunk
+    assert full is not None and "2" in full.text and full.usage_metadata
+
+
+def test_live_tool_loop() -> None:
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    from langchain_campusllm import ChatCampusLLM
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    agent = create_agent(ChatCampusLLM(model=_live_model("chat")), tools=[add])
+    out = agent.invoke({"messages": [{"role": "user", "content": "Use add to compute 19+23."}]})
+    assert "42" in out["messages"][-1].text
+
+
+def test_live_embeddings() -> None:
+    from langchain_campusllm import CampusLLMEmbeddings
+
+    emb = CampusLLMEmbeddings(model=_live_model("embedding"))
+    vecs = emb.embed_documents(["上海交通大学", "East China Normal University"])
+    assert len(vecs) == 2 and len(vecs[0]) == len(emb.embed_query("交大在哪里?"))
+
+
+def test_live_rerank() -> None:
+    from langchain_core.documents import Document
+
+    from langchain_campusllm import CampusLLMRerank
+
+    rr = CampusLLMRerank(model=_live_model("rerank"), top_n=1)
+    docs = [Document(page_content="Pandas live in Sichuan."), Document(page_content="SJTU")]
+    assert rr.compress_documents(docs, "Where do pandas live?")[0].page_content.startswith("Pandas")

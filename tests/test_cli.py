@@ -1,0 +1,93 @@
+"""The CLI a new user meets first: every subcommand against the simulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from campusllm.chat import ChatCaller, iter_sse_data
+from campusllm.cli import main
+from campusllm.errors import ProtocolError, StreamInterruptedError
+from campusllm.sim import SIM_KEY
+
+
+def test_providers_lists_every_seed_gateway(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["providers"]) == 0
+    out = capsys.readouterr().out
+    for name in ("sjtu", "ecnu", "maas", "oneapi", "custom"):
+        assert name in out
+    assert "SJTU_API_KEY" in out
+    assert "10 rpm" in out
+
+
+def test_models_table_shows_aliases_and_context(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "sjtu"]) == 0
+    out = capsys.readouterr().out
+    assert "sjtu:deepseek-v3.2" in out and "deepseek-chat" in out
+    assert "sjtu:minimax-m2.7" in out
+    assert "ecnu:" not in out
+
+
+def test_models_live_reports_drift(sim, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
+    assert main(["models", "sjtu", "--live", "--base-url", sim.url("sjtu")]) == 0
+    out = capsys.readouterr().out
+    assert "Live /models on sjtu" in out
+    assert "not in the catalog: none" in out
+
+
+def test_chat_streams_reasoning_apart_from_answer(sim, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
+    rc = main(["chat", "-m", "sjtu:deepseek-reasoner", "--base-url", sim.url("sjtu"), "hello there"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "[thinking]" in out
+    assert "<think>" not in out
+    thinking, _, answer = out.partition("\n\n")
+    assert answer.strip(), out
+
+
+def test_chat_without_key_names_env_var(monkeypatch, capsys) -> None:
+    for var in ("SJTU_API_KEY", "CAMPUSLLM_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CAMPUSLLM_CONFIG", "/nonexistent/campusllm.toml")
+    rc = main(["chat", "-m", "sjtu:deepseek-chat", "--base-url", "http://127.0.0.1:9/x", "hi"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "SJTU_API_KEY" in err
+
+
+def test_doctor_reports_auth_ok(sim, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
+    assert main(["doctor", "sjtu", "--base-url", sim.url("sjtu")]) == 0
+    out = capsys.readouterr().out
+    assert "auth ok" in out
+    assert SIM_KEY not in out
+
+
+def test_doctor_unreachable_mentions_vpn(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
+    # port 9 (discard) is closed on loopback: connection refused, as off campus
+    rc = main(["doctor", "sjtu", "--base-url", "http://127.0.0.1:9/api/v1", "--timeout", "2"])
+    assert rc == 1
+    assert "VPN" in capsys.readouterr().out
+
+
+def test_sse_parser_rejects_garbage() -> None:
+    with pytest.raises(ProtocolError):
+        list(iter_sse_data(["data: {not json", ""]))
+    assert list(iter_sse_data([": comment", "data: {\"a\":1}", "", "data: [DONE]", ""])) == [
+        {"a": 1}
+    ]
+
+
+def test_chat_caller_keeps_partial_output_when_stream_breaks(fresh_sim) -> None:
+    fresh_sim.inject("reset_mid_stream", after_chunks=3)
+    caller = ChatCaller("sjtu:deepseek-chat", api_key=SIM_KEY, base_url=fresh_sim.url("sjtu"))
+    got = ""
+    with pytest.raises(StreamInterruptedError) as info:
+        for d in caller.stream([{"role": "user", "content": "tell me a long story"}]):
+            got += d.content + d.reasoning
+    err = info.value
+    assert got == err.partial_content + err.partial_reasoning
+    assert got  # something had arrived before the break
+    caller.close()

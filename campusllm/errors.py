@@ -131,23 +131,59 @@ def _rebuild(cls: type, message: str, kwargs: dict[str, Any], state: dict[str, A
 
 
 class ConfigError(CampusLLMError, ValueError):
-    """The configuration is incomplete or inconsistent (no base URL, bad override file…)."""
+    """The configuration is incomplete or inconsistent (no base URL, bad override file…).
+
+    Example:
+        >>> from campusllm.registry import resolve
+        >>> try:  # with CAMPUSLLM_BASE_URL unset
+        ...     resolve("custom:my-model")
+        ... except ConfigError as e:
+        ...     print(e.hint)  # doctest: +SKIP
+        Set CAMPUSLLM_BASE_URL or pass base_url=... (your gateway address).
+    """
 
 
 class ModelNotFoundError(ConfigError):
-    """The provider or model name is not known to the registry."""
+    """The provider or model name is not known to the registry.
+
+    Example:
+        >>> from campusllm.registry import resolve
+        >>> try:
+        ...     resolve("nosuch:model")
+        ... except ModelNotFoundError as e:
+        ...     print(e.message.split(".")[0])
+        Unknown provider 'nosuch' in 'nosuch:model'
+    """
 
 
 class AuthenticationError(CampusLLMError):
-    """No key was found, or the gateway rejected it (HTTP 401). The hint names the env var."""
+    """No key was found, or the gateway rejected it (HTTP 401). The hint names the env var.
+
+    Example:
+        >>> try:
+        ...     llm.invoke("hi")  # doctest: +SKIP
+        ... except AuthenticationError as e:
+        ...     print(e.hint)  # e.g. "Set SJTU_API_KEY (or CAMPUSLLM_API_KEY), ..."
+    """
 
 
 class PermissionDeniedError(AuthenticationError):
-    """The key is valid but may not use this model or endpoint (HTTP 403)."""
+    """The key is valid but may not use this model or endpoint (HTTP 403).
+
+    Example:
+        >>> issubclass(PermissionDeniedError, AuthenticationError)
+        True
+    """
 
 
 class RateLimitError(CampusLLMError):
-    """The gateway kept answering 429 after all retries. ``retry_after`` is in seconds."""
+    """The gateway kept answering 429 after all retries. ``retry_after`` is in seconds.
+
+    Example:
+        >>> err = RateLimitError("429 from sjtu", retry_after=6.0, provider="sjtu")
+        >>> err.retry_after, err.provider
+        (6.0, 'sjtu')
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         self.retry_after = retry_after
@@ -155,27 +191,63 @@ class RateLimitError(CampusLLMError):
 
 
 class UnreachableError(CampusLLMError, ConnectionError):
-    """The host could not be reached (DNS, refused, reset). The hint names VPN when relevant."""
+    """The host could not be reached (DNS, refused, reset). The hint names VPN when relevant.
+
+    Example:
+        >>> err = UnreachableError("Cannot reach models.sjtu.edu.cn.", hint="Use the SJTU VPN.")
+        >>> isinstance(err, ConnectionError), err.hint
+        (True, 'Use the SJTU VPN.')
+    """
 
 
 class TimeoutError(UnreachableError):  # noqa: A001 - deliberate, scoped to this module
-    """The gateway did not answer in time."""
+    """The gateway did not answer in time.
+
+    Example:
+        >>> issubclass(TimeoutError, UnreachableError)
+        True
+    """
 
 
 class ProtocolError(CampusLLMError):
-    """The gateway answered something that is not valid JSON/SSE of the expected shape."""
+    """The gateway answered something that is not valid JSON/SSE of the expected shape.
+
+    Example:
+        >>> from campusllm.wire import parse_completion
+        >>> try:
+        ...     parse_completion({"unexpected": True})
+        ... except ProtocolError:
+        ...     print("not a chat completion")
+        not a chat completion
+    """
 
 
 class BadRequestError(CampusLLMError, ValueError):
-    """The request is invalid; the gateway's own message is passed through."""
+    """The request is invalid; the gateway's own message is passed through.
+
+    Example:
+        >>> err = BadRequestError("Missing reasoning_content", status_code=400, provider="sjtu")
+        >>> err.status_code, isinstance(err, ValueError)
+        (400, True)
+    """
 
 
 class CapabilityError(BadRequestError):
-    """The request asks for something the model cannot do (tools, images, thinking switch)."""
+    """The request asks for something the model cannot do (tools, images, thinking switch).
+
+    Example:
+        >>> issubclass(CapabilityError, BadRequestError)
+        True
+    """
 
 
 class ServerError(CampusLLMError):
-    """The gateway failed (5xx) after all retries."""
+    """The gateway failed (5xx) after all retries.
+
+    Example:
+        >>> ServerError("502 Bad Gateway", status_code=502).status_code
+        502
+    """
 
 
 class StreamInterruptedError(CampusLLMError):
@@ -184,6 +256,11 @@ class StreamInterruptedError(CampusLLMError):
     ``partial_content``, ``partial_reasoning`` and ``partial_tool_calls`` hold what arrived
     before the break. Streams are never retried after the first byte, so nothing is
     duplicated either.
+
+    Example:
+        >>> err = StreamInterruptedError("connection reset", partial_content="The answer is")
+        >>> err.partial_content
+        'The answer is'
     """
 
     def __init__(

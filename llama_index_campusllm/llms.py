@@ -276,8 +276,8 @@ class _StreamState:
     @staticmethod
     def _wrap(message: ChatMessage, delta: Delta, raw: Any) -> ChatResponse:
         extra = _usage_kwargs(delta.usage)
-        if delta.reasoning:
-            extra["thinking_delta"] = delta.reasoning
+        # Present on every chunk ("" when none) so consumers never have to probe for it.
+        extra["thinking_delta"] = delta.reasoning
         return ChatResponse(message=message, delta=delta.content, raw=raw, additional_kwargs=extra)
 
 

@@ -661,7 +661,6 @@ def _instances(sim: Any, key: str) -> list[Any]:
     from campusllm.limiter import limiter_for
     from campusllm.registry import RateLimits, resolve
     from campusllm.transport import AsyncCampusTransport, CampusTransport, RetryPolicy
-
     from langchain_campusllm import CampusLLMEmbeddings, CampusLLMRerank, ChatCampusLLM
     from llama_index_campusllm import CampusLLM, CampusLLMEmbedding
     from llama_index_campusllm import CampusLLMRerank as LlamaRerank

@@ -12,6 +12,7 @@ import email.utils
 import hashlib
 import json
 import math
+import re
 import socket
 import struct
 import threading
@@ -1084,8 +1085,12 @@ class Simulator:
                 value = sample_from_schema(schema or {}, hint_text=user_text)
                 reply.content = json.dumps(value, ensure_ascii=False)
             elif rf_type == "json_object":
+                # Like a model following "return JSON with 'a' and 'b' keys": use the quoted
+                # names the prompt asks for, else one "answer" key.
+                asked = re.findall(r"['\"`]([A-Za-z_][A-Za-z0-9_]{0,40})['\"`]", user_text)
+                keys = list(dict.fromkeys(asked)) or ["answer"]
                 reply.content = json.dumps(
-                    {"answer": f"Simulated answer to: {short}"}, ensure_ascii=False
+                    {k: f"Simulated {k} for: {short}" for k in keys}, ensure_ascii=False
                 )
             else:
                 reply.content = f"Simulated answer from {reply.model}: {short}".rstrip(": ")

@@ -15,6 +15,7 @@ from llama_index.core.agent.workflow import (
     FunctionAgent,
     ToolCallResult,
 )
+from llama_index.core.base.llms.types import ThinkingBlock
 from llama_index.core.memory import ChatMemoryBuffer
 
 REASONER = "sjtu:deepseek-reasoner"
@@ -83,7 +84,7 @@ async def test_function_agent_streams_thinking_through_a_multi_step_loop(
     assert tool_msgs[1]["content"] == "77 F"
 
 
-async def test_agent_workflow_memory_keeps_reasoning_across_runs(
+async def test_agent_workflow_streams_thinking_and_memory_keeps_it_across_runs(
     make_llm: Any, requests_to: Any
 ) -> None:
     agent = FunctionAgent(
@@ -91,16 +92,29 @@ async def test_agent_workflow_memory_keeps_reasoning_across_runs(
         description="Answers weather questions.",
         tools=[get_weather],
         llm=make_llm(REASONER),
-        streaming=False,
+        streaming=True,
     )
     workflow = AgentWorkflow(agents=[agent], root_agent="weather")
-    memory = ChatMemoryBuffer.from_defaults()
-    first = await workflow.run(user_msg="What is the weather in Shanghai?", memory=memory)
-    assert "Sunny, 25 C in Shanghai" in str(first)
-    # the second run sends the first run's tool loop from memory, reasoning included
-    second = await workflow.run(user_msg="And the weather in Beijing?", memory=memory)
-    assert "Sunny, 25 C in Beijing" in str(second)
+    memory = ChatMemoryBuffer.from_defaults(token_limit=100_000)
+    for city in ("Shanghai", "Beijing"):
+        handler = workflow.run(user_msg=f"What is the weather in {city}?", memory=memory)
+        thinking = [
+            ev.thinking_delta
+            async for ev in handler.stream_events()
+            if isinstance(ev, AgentStream) and ev.thinking_delta
+        ]
+        output: Any = await handler
+        assert f"Sunny, 25 C in {city}" in str(output)
+        assert len(thinking) > 1
+    # the second run sent the first run's tool loop from memory, reasoning included
     sent = requests_to("/chat/completions")[-1]["messages"]
     with_calls = [m for m in sent if m["role"] == "assistant" and m.get("tool_calls")]
     assert len(with_calls) == 2
     assert all(m["reasoning_content"] for m in with_calls)
+    stored = memory.get_all()
+    assert [m.role.value for m in stored].count("tool") == 2
+    assert all(
+        any(isinstance(b, ThinkingBlock) and b.content for b in m.blocks)
+        for m in stored
+        if m.role.value == "assistant"
+    )

@@ -94,6 +94,32 @@ def test_provider_and_model_given_separately(make_llm: Any, sim: Any) -> None:
     assert llm.resolved.key == make_llm(REASONER).resolved.key
 
 
+def test_same_registry_objects_as_the_langchain_adapter(make_llm: Any, sim: Any) -> None:
+    from campusllm.registry import get_registry, register_model
+    from langchain_campusllm import ChatCampusLLM
+
+    lc = ChatCampusLLM(model=REASONER, base_url=sim.url("sjtu"), api_key=SIM_KEY, max_retries=0)
+    li = make_llm(REASONER)
+    assert li.resolved.model is lc.resolved.model  # one catalog, not a copy per adapter
+    assert li.resolved.provider is lc.resolved.provider
+    # a model registered at runtime is seen by both adapters with the same limits
+    provider = get_registry().provider("sjtu")
+    try:
+        register_model(
+            "sjtu",
+            {"id": "li-test-model", "context_window": 12345, "max_output": 678, "tools": True},
+        )
+        li_new = make_llm("sjtu:li-test-model")
+        lc_new = ChatCampusLLM(
+            model="sjtu:li-test-model", base_url=sim.url("sjtu"), api_key=SIM_KEY
+        )
+        assert (li_new.metadata.context_window, li_new.metadata.num_output) == (12345, 678)
+        assert li_new.resolved.model is lc_new.resolved.model
+        assert lc_new.max_tokens == 678
+    finally:
+        get_registry().register_provider(provider)
+
+
 # --------------------------------------------------------------------------- secrets
 
 
@@ -147,12 +173,8 @@ def _check_stream(chunks: list[ChatResponse]) -> None:
     final = chunks[-1].message
     reasoning = thinking_of(final)
     assert reasoning and final.content
-    deltas = [
-        c.additional_kwargs["thinking_delta"]
-        for c in chunks
-        if "thinking_delta" in c.additional_kwargs
-    ]
-    assert len(deltas) > 1
+    deltas = [c.additional_kwargs["thinking_delta"] for c in chunks]  # on every chunk
+    assert len([d for d in deltas if d]) > 1
     assert "".join(deltas) == reasoning  # nothing dropped, the first delta included
     assert "".join(c.delta or "" for c in chunks) == final.content
     first = next(c for c in chunks if thinking_of(c.message))

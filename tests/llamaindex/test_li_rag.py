@@ -116,7 +116,13 @@ def tei_reranker() -> Iterator[None]:
     provider = next(p for p, _ in reg.models(kind="rerank"))
     original = reg.provider(provider.name)
     reg.register_model(
-        provider.name, {"id": "test-tei-reranker", "kind": "rerank", "rerank_shape": "tei"}
+        provider.name,
+        {
+            "id": "test-tei-reranker",
+            "kind": "rerank",
+            "rerank_shape": "tei",
+            "rerank_path": "/tei/rerank",  # the simulator's TEI route
+        },
     )
     try:
         yield
@@ -178,6 +184,13 @@ def test_rerank_timeout(make_rerank: Any, find_model: Any, sim: Any) -> None:
     sim.inject("slow_first_byte", delay_s=1.0)
     with pytest.raises(CampusTimeoutError):
         rerank.postprocess_nodes(_nodes(), query_str="library")
+
+
+def test_rerank_key_never_serialised(make_rerank: Any, find_model: Any) -> None:
+    secret = "sk-sim-" + "R3rankK3yQ1w2e3r"
+    rerank = make_rerank(_rerank_model(find_model, "jina"), api_key=secret)
+    assert all(secret not in s for s in (repr(rerank), rerank.to_json(), str(rerank.to_dict())))
+    assert rerank.postprocess_nodes(_nodes()[:2], query_str="library")
 
 
 def test_rerank_needs_a_query(make_rerank: Any, find_model: Any) -> None:

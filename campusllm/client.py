@@ -1,0 +1,502 @@
+"""Framework-free client for one resolved model: HTTP clients, embeddings, rerank, /models.
+
+Both adapters hold one :class:`CampusClient`. Chat goes through the openai SDK built on
+``client.http``/``client.ahttp``; embeddings and rerank are plain JSON calls made here, so
+batching rules, the rate limiter and typed errors are written once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import struct
+import sys
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import SecretStr
+
+from .errors import BadRequestError, CampusLLMError, ProtocolError, redact
+from .tokens import estimate_tokens
+
+if TYPE_CHECKING:
+    from .limiter import RateLimiter
+    from .registry import RateLimits, ResolvedModel
+    from .transport import RetryPolicy
+
+__all__ = ["CampusClient", "RerankResult"]
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One reranked document: its position in the input list and its relevance score.
+
+    Example:
+        >>> RerankResult(index=2, score=0.93)
+        RerankResult(index=2, score=0.93)
+    """
+
+    index: int
+    score: float
+
+
+class _Progress:
+    """A tqdm bar when tqdm is installed, else a single updating line on stderr."""
+
+    def __init__(self, total: int, enabled: bool, desc: str) -> None:
+        self._bar: Any = None
+        self._done = 0
+        self.total = total
+        self.enabled = enabled
+        self.desc = desc
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="doc")
+        except ImportError:
+            self._bar = None
+
+    def update(self, n: int) -> None:
+        if not self.enabled:
+            return
+        self._done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        else:
+            sys.stderr.write(f"\r{self.desc}: {self._done}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        else:
+            sys.stderr.write("\n")
+
+
+class CampusClient:
+    """HTTP clients plus embedding, rerank and model-list calls for one resolved model.
+
+    The key comes from ``api_key`` or the provider's env vars; requests go through the
+    process-wide limiter for (provider, key) and one retry policy.
+
+    Example:
+        >>> from campusllm.registry import resolve
+        >>> from campusllm.sim import Simulator, SIM_KEY
+        >>> with Simulator() as sim:
+        ...     r = resolve("oneapi:qwen3-embedding-8b", base_url=sim.url("oneapi"))
+        ...     with CampusClient(r, SIM_KEY) as c:
+        ...         len(c.embed(["hello", "world"]))
+        2
+    """
+
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        api_key: SecretStr | str | None = None,
+        *,
+        timeout: float | httpx.Timeout = 60.0,
+        retry: RetryPolicy | None = None,
+        limits: RateLimits | None = None,
+    ) -> None:
+        from .auth import get_api_key
+        from .limiter import limiter_for
+        from .registry import RateLimits
+        from .transport import RetryPolicy, build_http_clients
+
+        self.resolved = resolved
+        self._api_key: SecretStr = get_api_key(resolved.provider, api_key)
+        if limits is None:
+            limits = resolved.provider.limits
+            if os.environ.get("CAMPUSLLM_CLIENT_LIMITS", "").lower() in ("0", "off", "false", "no"):
+                limits = RateLimits()
+        self.limits = limits
+        self.retry = retry or RetryPolicy()
+        self.limiter: RateLimiter | None = None
+        if self.limits.rpm or self.limits.tpm:
+            self.limiter = limiter_for(
+                resolved.provider.name, self._api_key.get_secret_value(), self.limits
+            )
+        self.http, self.ahttp = build_http_clients(
+            resolved, self._api_key, timeout=timeout, retry=self.retry, limiter=self.limiter
+        )
+        # Instances dropped without close() still release their sockets.
+        self._finalizer = weakref.finalize(self, _close_quietly, self.http)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"CampusClient(model={self.resolved.key!r}, base_url={self.resolved.base_url!r})"
+
+    @property
+    def api_key(self) -> SecretStr:
+        """The key in use (a SecretStr: printing it shows ``**********``)."""
+        return self._api_key
+
+    def close(self) -> None:
+        """Close the sync client (the async one too when no event loop is needed)."""
+        self.http.close()
+        if not self.ahttp.is_closed:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                try:
+                    asyncio.run(self.ahttp.aclose())
+                except Exception:  # noqa: BLE001 - sockets bound to a finished loop are gone anyway
+                    pass
+
+    async def aclose(self) -> None:
+        """Close both clients."""
+        self.http.close()
+        await self.ahttp.aclose()
+
+    def __enter__(self) -> CampusClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> CampusClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return self.resolved.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    def _decode(self, response: httpx.Response) -> Any:
+        from .transport import error_from_response
+
+        if response.status_code >= 400:
+            raise error_from_response(response, self.resolved)
+        try:
+            data = response.json()
+        except ValueError as e:
+            raise ProtocolError(
+                f"{self.resolved.key} answered non-JSON: {redact(response.text, 200)!r}",
+                hint="Check that the base URL points at an OpenAI-compatible API.",
+                provider=self.resolved.provider.name,
+                model=self.resolved.model.id,
+            ) from e
+        if isinstance(data, dict):
+            from .wire import _error_in_body
+
+            err = _error_in_body(data)
+            if err is not None:  # one-api style: HTTP 200 carrying an error
+                err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
+                raise err
+        return data
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        from .transport import error_from_exception
+
+        try:
+            return self._decode(self.http.post(self._url(path), json=body))
+        except CampusLLMError:
+            raise
+        except (httpx.HTTPError, ValueError) as e:
+            raise error_from_exception(e, self.resolved) from e
+
+    async def _apost(self, path: str, body: dict[str, Any]) -> Any:
+        from .transport import error_from_exception
+
+        try:
+            return self._decode(await self.ahttp.post(self._url(path), json=body))
+        except CampusLLMError:
+            raise
+        except (httpx.HTTPError, ValueError) as e:
+            raise error_from_exception(e, self.resolved) from e
+
+    def _protocol(self, what: str, data: Any) -> ProtocolError:
+        return ProtocolError(
+            f"{self.resolved.key} sent a malformed {what}: "
+            f"{redact(json.dumps(data, default=str)[:300], 300)}",
+            hint="Check that the base URL and model point at the right kind of endpoint.",
+            provider=self.resolved.provider.name,
+            model=self.resolved.model.id,
+        )
+
+    # -- embeddings --------------------------------------------------------------------
+
+    def format_query(self, text: str, task: str | None = None) -> str:
+        """``text`` wrapped in the model's query instruction (Qwen3-Embedding), if it has one."""
+        spec = self.resolved.model
+        if not spec.query_instruction:
+            return text
+        return spec.query_instruction.format(task=task or spec.default_task, text=text)
+
+    def embedding_batches(
+        self, texts: Sequence[str], batch_size: int | None = None
+    ) -> list[tuple[int, int]]:
+        """``(start, end)`` slices that respect the provider's count and token caps."""
+        spec, prov = self.resolved.model, self.resolved.provider
+        max_n = max(1, batch_size or spec.max_batch or prov.embedding_batch)
+        max_tok = prov.embedding_batch_tokens
+        out: list[tuple[int, int]] = []
+        start, used = 0, 0
+        for i, t in enumerate(texts):
+            n = estimate_tokens(t) if t else 1
+            if i > start and (i - start >= max_n or used + n > max_tok):
+                out.append((start, i))
+                start, used = i, 0
+            used += n
+        if start < len(texts):
+            out.append((start, len(texts)))
+        return out
+
+    def _embed_body(self, batch: Sequence[str], dimensions: int | None) -> dict[str, Any]:
+        for t in batch:
+            if not isinstance(t, str):
+                raise BadRequestError(
+                    f"Embedding input must be strings, got {type(t).__name__}.",
+                    hint="Convert documents to text (e.g. doc.page_content) before embedding.",
+                )
+        body: dict[str, Any] = {
+            "model": self.resolved.wire_model,
+            # Gateways reject empty strings; one space embeds as "nothing" and keeps positions.
+            "input": [t if t else " " for t in batch],
+            "encoding_format": "float",
+        }
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        return body
+
+    def _embed_vectors(self, data: Any, n: int) -> list[list[float]]:
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != n:
+            raise self._protocol(f"embedding response (expected {n} vectors)", data)
+        out: list[list[float] | None] = [None] * n
+        for pos, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self._protocol("embedding item", item)
+            idx = item.get("index", pos)
+            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < n or out[idx]:
+                raise self._protocol("embedding index", item)
+            out[idx] = _vector(item.get("embedding"), self._protocol)
+        return out  # type: ignore[return-value]  # every slot filled: n distinct indices
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> list[list[float]]:
+        """Embed ``texts`` in order, batched by the provider's count and token limits."""
+        texts = list(texts)
+        if not texts:
+            return []
+        batches = self.embedding_batches(texts, batch_size)
+        bar = _Progress(len(texts), show_progress and len(batches) > 1, "Embedding")
+        out: list[list[float]] = []
+        try:
+            for a, b in batches:
+                data = self._post("/embeddings", self._embed_body(texts[a:b], dimensions))
+                out.extend(self._embed_vectors(data, b - a))
+                bar.update(b - a)
+        finally:
+            bar.close()
+        return out
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        *,
+        dimensions: int | None = None,
+        batch_size: int | None = None,
+        max_concurrency: int = 4,
+        show_progress: bool = False,
+    ) -> list[list[float]]:
+        """Async :meth:`embed`: at most ``max_concurrency`` batches in flight, order kept."""
+        texts = list(texts)
+        if not texts:
+            return []
+        batches = self.embedding_batches(texts, batch_size)
+        bar = _Progress(len(texts), show_progress and len(batches) > 1, "Embedding")
+        results: list[list[list[float]]] = [[] for _ in batches]
+        it = iter(enumerate(batches))
+
+        # A fixed pool of workers pulling batches, not one gather over every batch: memory
+        # and open sockets stay bounded by max_concurrency whatever the corpus size.
+        async def worker() -> None:
+            for i, (a, b) in it:
+                data = await self._apost("/embeddings", self._embed_body(texts[a:b], dimensions))
+                results[i] = self._embed_vectors(data, b - a)
+                bar.update(b - a)
+
+        try:
+            await _run_workers(worker, min(max(1, max_concurrency), len(batches)))
+        finally:
+            bar.close()
+        return [v for batch in results for v in batch]
+
+    # -- rerank ------------------------------------------------------------------------
+
+    def _rerank_batches(self, n: int) -> Iterator[tuple[int, int]]:
+        size = self.resolved.model.max_documents or n
+        for a in range(0, n, max(1, size)):
+            yield a, min(n, a + size)
+
+    def _rerank_body(self, query: str, docs: Sequence[str]) -> dict[str, Any]:
+        if self.resolved.model.rerank_shape == "tei":
+            return {"query": query, "texts": list(docs), "raw_scores": False}
+        return {
+            "model": self.resolved.wire_model,
+            "query": query,
+            "documents": list(docs),
+            "top_n": len(docs),
+            "return_documents": False,
+        }
+
+    def _rerank_parse(self, data: Any, offset: int, n: int) -> list[RerankResult]:
+        items = data
+        if isinstance(data, dict):
+            items = data.get("results", data.get("data"))
+        if not isinstance(items, list):
+            raise self._protocol("rerank response", data)
+        out = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise self._protocol("rerank item", item)
+            idx = item.get("index")
+            score = item.get("relevance_score", item.get("score"))
+            if (
+                not isinstance(idx, int)
+                or isinstance(idx, bool)
+                or not 0 <= idx < n
+                or not isinstance(score, (int, float))
+                or isinstance(score, bool)
+            ):
+                raise self._protocol("rerank item", item)
+            out.append(RerankResult(index=offset + idx, score=float(score)))
+        return out
+
+    @staticmethod
+    def _top(results: list[RerankResult], top_n: int | None) -> list[RerankResult]:
+        results.sort(key=lambda r: r.score, reverse=True)
+        return results if top_n is None else results[: max(0, top_n)]
+
+    def rerank(
+        self, query: str, documents: Sequence[str], *, top_n: int | None = None
+    ) -> list[RerankResult]:
+        """Score ``documents`` against ``query``; best first, at most ``top_n``.
+
+        Long lists are split by the model's ``max_documents`` and the scores merged (rerank
+        scores are per query-document pair, so batches are comparable).
+        """
+        docs = list(documents)
+        if not docs:
+            return []
+        path = self.resolved.model.rerank_path
+        results: list[RerankResult] = []
+        for a, b in self._rerank_batches(len(docs)):
+            data = self._post(path, self._rerank_body(query, docs[a:b]))
+            results.extend(self._rerank_parse(data, a, b - a))
+        return self._top(results, top_n)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        max_concurrency: int = 4,
+    ) -> list[RerankResult]:
+        """Async :meth:`rerank` (batches run concurrently, at most ``max_concurrency``)."""
+        docs = list(documents)
+        if not docs:
+            return []
+        path = self.resolved.model.rerank_path
+        batches = list(self._rerank_batches(len(docs)))
+        parts: list[list[RerankResult]] = [[] for _ in batches]
+        it = iter(enumerate(batches))
+
+        async def worker() -> None:
+            for i, (a, b) in it:
+                data = await self._apost(path, self._rerank_body(query, docs[a:b]))
+                parts[i] = self._rerank_parse(data, a, b - a)
+
+        await _run_workers(worker, min(max(1, max_concurrency), len(batches)))
+        return self._top([r for p in parts for r in p], top_n)
+
+    # -- models ------------------------------------------------------------------------
+
+    def _model_ids(self, data: Any) -> list[str]:
+        items = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise self._protocol("model list", data)
+        ids = []
+        for m in items:
+            mid = m.get("id") if isinstance(m, dict) else m
+            if isinstance(mid, str):
+                ids.append(mid)
+        return ids
+
+    def list_models(self) -> list[str]:
+        """Model ids the gateway lists at ``GET /models``."""
+        from .transport import error_from_exception
+
+        try:
+            return self._model_ids(self._decode(self.http.get(self._url("/models"))))
+        except CampusLLMError:
+            raise
+        except (httpx.HTTPError, ValueError) as e:
+            raise error_from_exception(e, self.resolved) from e
+
+    async def alist_models(self) -> list[str]:
+        """Async :meth:`list_models`."""
+        from .transport import error_from_exception
+
+        try:
+            return self._model_ids(self._decode(await self.ahttp.get(self._url("/models"))))
+        except CampusLLMError:
+            raise
+        except (httpx.HTTPError, ValueError) as e:
+            raise error_from_exception(e, self.resolved) from e
+
+
+async def _run_workers(worker: Callable[[], Any], n: int) -> None:
+    tasks = [asyncio.ensure_future(worker()) for _ in range(n)]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _vector(value: Any, bad: Callable[[str, Any], ProtocolError]) -> list[float]:
+    if isinstance(value, str):  # base64 float32: some gateways ignore encoding_format
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as e:
+            raise bad("base64 embedding", value[:50]) from e
+        if len(raw) % 4:
+            raise bad("base64 embedding", value[:50])
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    if not isinstance(value, list) or not value:
+        raise bad("embedding vector", value)
+    for x in value:
+        if not isinstance(x, (int, float)) or isinstance(x, bool):
+            raise bad("embedding vector", value[:8])
+    return [float(x) for x in value]
+
+
+def _close_quietly(http: httpx.Client) -> None:
+    try:
+        http.close()
+    except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful to report
+        pass

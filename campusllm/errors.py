@@ -32,6 +32,7 @@ __all__ = [
     "ServerError",
     "StreamInterruptedError",
     "redact",
+    "scrub",
 ]
 
 _KEY_PATTERNS = [
@@ -69,6 +70,26 @@ def redact(text: Any, limit: int | None = 500) -> str:
     if limit is not None and len(s) > limit:
         s = s[:limit] + "…"
     return s
+
+
+def scrub(exc: BaseException | None) -> None:
+    """Redact secrets from ``exc`` and every exception chained under it, in place.
+
+    Our errors are raised ``from`` the SDK's; a traceback prints the whole chain, and a
+    gateway that echoes the rejected key would otherwise leak it there.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if not isinstance(exc, CampusLLMError):
+            try:
+                exc.args = tuple(redact(a, limit=None) if isinstance(a, str) else a for a in exc.args)
+                msg = getattr(exc, "message", None)
+                if isinstance(msg, str):
+                    exc.message = redact(msg, limit=None)  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+        exc = exc.__cause__ or exc.__context__
 
 
 class CampusLLMError(Exception):

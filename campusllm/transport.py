@@ -41,6 +41,7 @@ from .errors import (
     UnreachableError,
     redact,
     register_secret,
+    scrub,
 )
 from .tokens import estimate_tokens
 
@@ -503,6 +504,7 @@ def error_from_response(
 
 def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusLLMError:
     """Map httpx / openai SDK / JSON exceptions to campusllm's typed errors."""
+    scrub(exc)
     if isinstance(exc, CampusLLMError):
         return exc
     provider = resolved.provider

@@ -588,7 +588,17 @@ class ChatCampusLLM(BaseChatOpenAI):
                 except Exception as e:
                     if state.started:
                         raise self._interrupted(e, state) from e
-                    if isinstance(e, CampusLLMError) or not _is_transport_error(e):
+                    if isinstance(e, CampusLLMError):
+                        raise
+                    if isinstance(e, (AttributeError, TypeError, KeyError)):
+                        # langchain-openai reading a chunk that is not an object ("data: null")
+                        raise ProtocolError(
+                            f"{self._resolved.key} sent a malformed stream chunk ({e}).",
+                            hint="Check that the base URL points at an OpenAI-compatible API.",
+                            provider=self._resolved.provider.name,
+                            model=self._resolved.model.id,
+                        ) from e
+                    if not _is_transport_error(e):
                         raise
                     raise self._map_error(e) from e
                 finally:
@@ -623,7 +633,17 @@ class ChatCampusLLM(BaseChatOpenAI):
                 except Exception as e:
                     if state.started:
                         raise self._interrupted(e, state) from e
-                    if isinstance(e, CampusLLMError) or not _is_transport_error(e):
+                    if isinstance(e, CampusLLMError):
+                        raise
+                    if isinstance(e, (AttributeError, TypeError, KeyError)):
+                        # langchain-openai reading a chunk that is not an object ("data: null")
+                        raise ProtocolError(
+                            f"{self._resolved.key} sent a malformed stream chunk ({e}).",
+                            hint="Check that the base URL points at an OpenAI-compatible API.",
+                            provider=self._resolved.provider.name,
+                            model=self._resolved.model.id,
+                        ) from e
+                    if not _is_transport_error(e):
                         raise
                     raise self._map_error(e) from e
                 finally:
@@ -785,8 +805,12 @@ class ChatCampusLLM(BaseChatOpenAI):
 
 
 def _is_transport_error(exc: BaseException) -> bool:
-    """openai SDK / httpx errors: the kinds error_from_exception turns into typed errors."""
+    """openai SDK / httpx / wire-decoding errors: the kinds error_from_exception types."""
+    import json
+
     import httpx
     import openai
 
-    return isinstance(exc, (openai.OpenAIError, httpx.HTTPError))
+    return isinstance(
+        exc, (openai.OpenAIError, httpx.HTTPError, json.JSONDecodeError, UnicodeDecodeError)
+    )

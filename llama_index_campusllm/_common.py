@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # pragma: no cover
+    from typing_extensions import Self
+
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from campusllm.client import CampusClient
     from campusllm.registry import ResolvedModel
-    from pydantic import SecretStr
 
 
 def resolve_model(model: str | None, provider: str | None, base_url: str | None) -> ResolvedModel:
@@ -34,3 +41,35 @@ def build_client(
     key = get_api_key(resolved.provider, api_key)
     retry = RetryPolicy(max_retries=max_retries) if max_retries is not None else None
     return key, CampusClient(resolved, key, timeout=timeout, retry=retry)
+
+
+class ClosableClient:
+    """Mixin: release the core client's HTTP connections (sync, async, context managers).
+
+    Example:
+        >>> async with CampusLLMEmbedding(model="maas:qwen3-embedding-8b") as emb:  # doctest: +SKIP
+        ...     await emb.aget_query_embedding("hi")
+    """
+
+    if TYPE_CHECKING:
+        _client: CampusClient
+
+    def close(self) -> None:
+        """Close the HTTP connections (outside an event loop, the async ones too)."""
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the sync and async HTTP connections; call it in the loop that used them."""
+        await self._client.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -13,7 +13,7 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 
-from ._common import build_client, resolve_model
+from ._common import ClosableClient, build_client, resolve_model
 
 if TYPE_CHECKING:
     from campusllm.client import CampusClient
@@ -24,7 +24,7 @@ __all__ = ["CampusLLMEmbedding"]
 dispatcher = instrument.get_dispatcher(__name__)
 
 
-class CampusLLMEmbedding(BaseEmbedding):
+class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
     """Embeddings from a campus/enterprise gateway, usable as ``Settings.embed_model``.
 
     Batching (by count and tokens), rate limits and retries are the core client's; async

@@ -41,13 +41,13 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from ._common import build_client, resolve_model
+from ._common import ClosableClient, build_client, resolve_model
 
 if TYPE_CHECKING:
-    from campusllm.client import CampusClient
-    from campusllm.registry import ResolvedModel
     from llama_index.core.tools.types import BaseTool
 
+    from campusllm.client import CampusClient
+    from campusllm.registry import ResolvedModel
     from campusllm.wire import Delta, StreamAssembler, ToolCall
 
 __all__ = ["CampusLLM", "to_wire_messages"]
@@ -284,7 +284,7 @@ class _StreamState:
 # --------------------------------------------------------------------------- the LLM
 
 
-class CampusLLM(FunctionCallingLLM):
+class CampusLLM(ClosableClient, FunctionCallingLLM):
     """A campus/enterprise gateway chat model as a LlamaIndex function-calling LLM.
 
     The model is looked up in the campusllm registry, which supplies the real context

@@ -11,7 +11,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ._common import build_client, resolve_model
+from ._common import ClosableClient, build_client, resolve_model
 
 if TYPE_CHECKING:
     from campusllm.client import CampusClient, RerankResult
@@ -24,7 +24,7 @@ dispatcher = instrument.get_dispatcher(__name__)
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 
 
-class CampusLLMRerank(BaseNodePostprocessor):
+class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
     """Rerank retrieved nodes with a gateway's rerank model (Jina/Cohere or TEI shape).
 
     ``node.score`` becomes the rerank score; the retriever's score is kept in the node

@@ -40,7 +40,9 @@ def _section(text: str, title: str) -> str:
 
 
 def _commands(block: str) -> list[str]:
-    return [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return [
+        ln.strip() for ln in block.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
 
 
 def _python_blocks(text: str) -> list[str]:
@@ -85,9 +87,7 @@ def test_readme_documents_every_cli_command() -> None:
 
     from campusllm.cli import build_parser
 
-    sub = next(
-        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
-    )
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     section = _section(_readme(), "Command line")
     for name in sub.choices:
         assert f"`campusllm {name}" in section, f"README's CLI table lacks `campusllm {name}`"

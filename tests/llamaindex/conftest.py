@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -32,40 +32,56 @@ def _url(sim: Any, model: str) -> str:
 
 
 @pytest.fixture
-def make_llm(sim: Any) -> Callable[..., Any]:
+async def _opened() -> AsyncIterator[list[Any]]:
+    """Adapters built by a test, closed in the test's own event loop afterwards.
+
+    Closing them there (not at garbage collection) is what keeps pooled async connections
+    from outliving their loop as "unclosed transport" ResourceWarnings.
+    """
+    opened: list[Any] = []
+    yield opened
+    for obj in opened:
+        await obj.aclose()
+
+
+@pytest.fixture
+def make_llm(sim: Any, _opened: list[Any]) -> Callable[..., Any]:
     """Build a CampusLLM pointed at the simulator (no retries unless asked)."""
     from llama_index_campusllm import CampusLLM
 
     def make(model: str = REASONER, **kw: Any) -> CampusLLM:
         kw.setdefault("max_retries", 0)
         kw.setdefault("api_key", SIM_KEY)
-        return CampusLLM(model=model, base_url=_url(sim, model), **kw)
+        _opened.append(CampusLLM(model=model, base_url=_url(sim, model), **kw))
+        return _opened[-1]
 
     return make
 
 
 @pytest.fixture
-def make_embed(sim: Any) -> Callable[..., Any]:
+def make_embed(sim: Any, _opened: list[Any]) -> Callable[..., Any]:
     """Build a CampusLLMEmbedding pointed at the simulator."""
     from llama_index_campusllm import CampusLLMEmbedding
 
     def make(model: str, **kw: Any) -> CampusLLMEmbedding:
         kw.setdefault("max_retries", 0)
         kw.setdefault("api_key", SIM_KEY)
-        return CampusLLMEmbedding(model=model, base_url=_url(sim, model), **kw)
+        _opened.append(CampusLLMEmbedding(model=model, base_url=_url(sim, model), **kw))
+        return _opened[-1]
 
     return make
 
 
 @pytest.fixture
-def make_rerank(sim: Any) -> Callable[..., Any]:
+def make_rerank(sim: Any, _opened: list[Any]) -> Callable[..., Any]:
     """Build a CampusLLMRerank pointed at the simulator."""
     from llama_index_campusllm import CampusLLMRerank
 
     def make(model: str, **kw: Any) -> CampusLLMRerank:
         kw.setdefault("max_retries", 0)
         kw.setdefault("api_key", SIM_KEY)
-        return CampusLLMRerank(model=model, base_url=_url(sim, model), **kw)
+        _opened.append(CampusLLMRerank(model=model, base_url=_url(sim, model), **kw))
+        return _opened[-1]
 
     return make
 

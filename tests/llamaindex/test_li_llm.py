@@ -88,10 +88,18 @@ def test_metadata_overrides_and_uncatalogued_models(make_llm: Any) -> None:
 
 
 def test_provider_and_model_given_separately(make_llm: Any, sim: Any) -> None:
-    llm = CampusLLM(
+    with CampusLLM(
         provider="sjtu", model="deepseek-reasoner", api_key=SIM_KEY, base_url=sim.url("sjtu")
-    )
-    assert llm.resolved.key == make_llm(REASONER).resolved.key
+    ) as llm:
+        assert llm.resolved.key == make_llm(REASONER).resolved.key
+        assert "Simulated answer" in (llm.chat(user("hello")).message.content or "")
+    assert llm._client.http.is_closed  # the context manager released the connections
+
+
+async def test_async_context_manager_closes_both_clients(sim: Any) -> None:
+    async with CampusLLM(model=REASONER, api_key=SIM_KEY, base_url=sim.url("sjtu")) as llm:
+        assert (await llm.achat(user("hello"))).message.content
+    assert llm._client.ahttp.is_closed and llm._client.http.is_closed
 
 
 def test_same_registry_objects_as_the_langchain_adapter(make_llm: Any, sim: Any) -> None:
@@ -145,6 +153,8 @@ def test_api_key_never_serialised(sim: Any, monkeypatch: pytest.MonkeyPatch) -> 
     assert clone.metadata == llm.metadata
     assert clone.api_key is not None and clone.api_key.get_secret_value() == SIM_KEY
     assert secret not in str(pickle.dumps(llm.to_dict()))
+    llm.close()
+    clone.close()
 
 
 def test_rejected_key_is_a_typed_error_without_the_key(make_llm: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from campusllm.client import CampusClient
-    from campusllm.registry import ResolvedModel
+    from campusllm.registry import RateLimits, ResolvedModel
 
 
 def resolve_model(model: str | None, provider: str | None, base_url: str | None) -> ResolvedModel:
@@ -32,23 +32,27 @@ def build_client(
     *,
     timeout: float,
     max_retries: int | None,
+    rate_limits: RateLimits | dict[str, Any] | None = None,
 ) -> tuple[SecretStr, CampusClient]:
     """Look the key up (explicit > registry env vars) and build the one shared core client."""
     from campusllm.auth import get_api_key
     from campusllm.client import CampusClient
+    from campusllm.registry import RateLimits
     from campusllm.transport import RetryPolicy
 
     key = get_api_key(resolved.provider, api_key)
     retry = RetryPolicy(max_retries=max_retries) if max_retries is not None else None
-    return key, CampusClient(resolved, key, timeout=timeout, retry=retry)
+    if isinstance(rate_limits, dict):
+        rate_limits = RateLimits(**rate_limits)
+    return key, CampusClient(resolved, key, timeout=timeout, retry=retry, limits=rate_limits)
 
 
 class ClosableClient:
     """Mixin: release the core client's HTTP connections (sync, async, context managers).
 
     Example:
-        >>> async with CampusLLMEmbedding(model="maas:qwen3-embedding-8b") as emb:  # doctest: +SKIP
-        ...     await emb.aget_query_embedding("hi")
+        >>> with CampusLLM(model="sjtu:deepseek-reasoner") as llm:  # doctest: +SKIP
+        ...     llm.complete("hi")
     """
 
     if TYPE_CHECKING:

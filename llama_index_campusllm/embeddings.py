@@ -13,6 +13,8 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 
+from campusllm.registry import RateLimits
+
 from ._common import ClosableClient, build_client, resolve_model
 
 if TYPE_CHECKING:
@@ -34,7 +36,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
     Example:
         >>> from llama_index.core import Settings
         >>> from llama_index_campusllm import CampusLLMEmbedding
-        >>> Settings.embed_model = CampusLLMEmbedding(model="maas:qwen3-embedding-8b")  # doctest: +SKIP
+        >>> Settings.embed_model = CampusLLMEmbedding(model="oneapi:qwen3-embedding-8b")  # doctest: +SKIP
         >>> vec = Settings.embed_model.get_query_embedding("campus shuttle times")  # doctest: +SKIP
     """  # noqa: E501
 
@@ -50,6 +52,10 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
     timeout: float = Field(default=60.0, description="Request timeout in seconds.")
     max_retries: int | None = Field(
         default=None, description="Retries for 429/5xx/connect errors (None: core default)."
+    )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
     )
 
     _resolved: ResolvedModel = PrivateAttr()
@@ -67,8 +73,17 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         **kwargs: Any,
     ) -> None:
         resolved = resolve_model(model, provider, base_url)
-        key, client = build_client(resolved, api_key, timeout=timeout, max_retries=max_retries)
+        key, client = build_client(
+            resolved,
+            api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            rate_limits=kwargs.get("rate_limits"),
+        )
         kwargs.setdefault("model_name", resolved.model.id)
+        # BaseEmbedding's own async batching (used with an embeddings cache) would otherwise
+        # gather every batch at once.
+        kwargs.setdefault("num_workers", kwargs.get("max_concurrency", 4))
         fields: dict[str, Any] = {
             "model": model or resolved.key,
             "provider": provider,

@@ -11,7 +11,7 @@ import functools
 import inspect
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -40,6 +40,8 @@ from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
+
+from campusllm.registry import RateLimits
 
 from ._common import ClosableClient, build_client, resolve_model
 
@@ -316,6 +318,10 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     max_retries: int | None = Field(
         default=None, description="Retries for 429/5xx/connect errors (None: core default)."
     )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
+    )
     default_headers: dict[str, str] | None = Field(
         default=None, repr=False, description="Extra headers sent with every request."
     )
@@ -340,7 +346,13 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         **kwargs: Any,
     ) -> None:
         resolved = resolve_model(model, provider, base_url)
-        key, client = build_client(resolved, api_key, timeout=timeout, max_retries=max_retries)
+        key, client = build_client(
+            resolved,
+            api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            rate_limits=kwargs.get("rate_limits"),
+        )
         super().__init__(
             model=model or resolved.key,
             provider=provider,
@@ -399,7 +411,9 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             self._sdk_sync = openai.OpenAI(
                 api_key=self._key(),
                 base_url=self._resolved.base_url,
-                http_client=self._client.http,
+                # openai>=3 is typed for httpx2 but accepts httpx clients at runtime; ours
+                # carries the core transport (limiter, retries), so it must be this one.
+                http_client=cast(Any, self._client.http),
                 max_retries=0,  # the core transport is the one retry layer
                 timeout=self.timeout,
                 default_headers=self.default_headers,
@@ -413,7 +427,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             self._sdk_async = openai.AsyncOpenAI(
                 api_key=self._key(),
                 base_url=self._resolved.base_url,
-                http_client=self._client.ahttp,
+                http_client=cast(Any, self._client.ahttp),
                 max_retries=0,
                 timeout=self.timeout,
                 default_headers=self.default_headers,

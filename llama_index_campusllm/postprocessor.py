@@ -11,6 +11,8 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from campusllm.registry import RateLimits
+
 from ._common import ClosableClient, build_client, resolve_model
 
 if TYPE_CHECKING:
@@ -24,6 +26,10 @@ dispatcher = instrument.get_dispatcher(__name__)
 RETRIEVAL_SCORE_KEY = "retrieval_score"
 
 
+def _with_key(keys: list[str]) -> list[str]:
+    return keys if RETRIEVAL_SCORE_KEY in keys else [*keys, RETRIEVAL_SCORE_KEY]
+
+
 class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
     """Rerank retrieved nodes with a gateway's rerank model (Jina/Cohere or TEI shape).
 
@@ -33,18 +39,22 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
 
     Example:
         >>> from llama_index_campusllm import CampusLLMRerank
-        >>> rerank = CampusLLMRerank(model="maas:bge-reranker-v2-m3", top_n=3)  # doctest: +SKIP
+        >>> rerank = CampusLLMRerank(model="oneapi:qwen3-reranker-8b", top_n=3)  # doctest: +SKIP
         >>> engine = index.as_query_engine(node_postprocessors=[rerank])  # doctest: +SKIP
     """
 
     model: str = Field(description="Model spec: 'provider:model', or a model name with provider.")
-    provider: str | None = Field(default=None, description="Provider name, e.g. 'maas'.")
+    provider: str | None = Field(default=None, description="Provider name, e.g. 'oneapi'.")
     base_url: str | None = Field(default=None, description="Overrides the registry's base URL.")
     api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     top_n: int | None = Field(default=None, description="Nodes to keep (None: all, reordered).")
     timeout: float = Field(default=60.0, description="Request timeout in seconds.")
     max_retries: int | None = Field(
         default=None, description="Retries for 429/5xx/connect errors (None: core default)."
+    )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
     )
 
     _resolved: ResolvedModel = PrivateAttr()
@@ -62,7 +72,13 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         **kwargs: Any,
     ) -> None:
         resolved = resolve_model(model, provider, base_url)
-        key, client = build_client(resolved, api_key, timeout=timeout, max_retries=max_retries)
+        key, client = build_client(
+            resolved,
+            api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            rate_limits=kwargs.get("rate_limits"),
+        )
         fields: dict[str, Any] = {
             "model": model or resolved.key,
             "provider": provider,
@@ -106,11 +122,12 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         out: list[NodeWithScore] = []
         for r in sorted(results, key=lambda r: r.score, reverse=True):
             original = nodes[r.index]
-            node = original.node
-            node.metadata[RETRIEVAL_SCORE_KEY] = original.score
-            for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-                if RETRIEVAL_SCORE_KEY not in keys:
-                    keys.append(RETRIEVAL_SCORE_KEY)
+            # A copy: retrievers may hand out the docstore's own node objects, which must not
+            # collect one query's scores.
+            node = original.node.model_copy()
+            node.metadata = {**node.metadata, RETRIEVAL_SCORE_KEY: original.score}
+            node.excluded_llm_metadata_keys = _with_key(node.excluded_llm_metadata_keys)
+            node.excluded_embed_metadata_keys = _with_key(node.excluded_embed_metadata_keys)
             out.append(NodeWithScore(node=node, score=r.score))
         if self.top_n is not None:
             out = out[: self.top_n]

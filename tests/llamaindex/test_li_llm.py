@@ -16,7 +16,9 @@ from llama_index.core.base.llms.types import (
     ToolCallBlock,
 )
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW, DEFAULT_NUM_OUTPUTS
+from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
+from pydantic import BaseModel
 
 from campusllm.errors import (
     AuthenticationError,
@@ -85,6 +87,14 @@ def test_metadata_overrides_and_uncatalogued_models(make_llm: Any) -> None:
     # the wire layer lets tools through for unknown models, so agents must not refuse them
     assert odd.metadata.is_function_calling_model is True
     assert odd.metadata.context_window == FALLBACK_CONTEXT_WINDOW
+
+
+def test_rate_limit_override_reaches_the_core_client(make_llm: Any) -> None:
+    llm = make_llm(REASONER, rate_limits={"rpm": 7, "tpm": 7000, "window_s": 2.0})
+    assert llm.rate_limits is not None and llm.rate_limits.rpm == 7
+    limits = llm._client.limits
+    assert (limits.rpm, limits.tpm, limits.window_s) == (7, 7000, 2.0)
+    assert llm._client.limiter is not None
 
 
 def test_provider_and_model_given_separately(make_llm: Any, sim: Any) -> None:
@@ -514,3 +524,24 @@ def test_gateway_errors_are_typed(make_llm: Any, sim: Any) -> None:
     sim.inject("status", status=502)
     retrying = make_llm(REASONER, max_retries=2)
     assert "Simulated answer" in (retrying.chat(user("hello")).message.content or "")
+
+
+# --------------------------------------------------------------------------- structured output
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+async def test_structured_predict_through_function_calling(make_llm: Any, requests_to: Any) -> None:
+    llm = make_llm(REASONER, additional_kwargs={"sim": {"chunks": 8}})
+    prompt = PromptTemplate("Describe the city {city}.")
+    city = llm.structured_predict(City, prompt, city="Shanghai")
+    assert isinstance(city, City)
+    sent = requests_to("/chat/completions")[-1]
+    assert [t["function"]["name"] for t in sent["tools"]] == ["City"]
+    assert isinstance(await llm.astructured_predict(City, prompt, city="Shanghai"), City)
+    # streamed: partial objects parsed from half-JSON tool arguments, ending in the full one
+    parts = [p async for p in await llm.astream_structured_predict(City, prompt, city="Shanghai")]
+    assert parts and parts[-1] == city

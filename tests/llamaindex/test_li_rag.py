@@ -37,7 +37,7 @@ def _norm(v: list[float]) -> float:
 
 
 async def test_embedding_batches_keep_order_sync_and_async(
-    make_embed: Any, find_model: Any, requests_to: Any
+    make_embed: Any, find_model: Any, requests_to: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     emb = make_embed(_embedding_model(find_model), embed_batch_size=3)
     texts = [f"{i}: {d}" for i, d in enumerate(DOCS * 2)]
@@ -46,9 +46,36 @@ async def test_embedding_batches_keep_order_sync_and_async(
     singles = [emb.get_text_embedding(t) for t in texts[:4]]
     assert batch[:4] == singles
     assert len({tuple(v) for v in batch}) == len(texts)  # distinct texts, distinct vectors
-    abatch = await emb.aget_text_embedding_batch(texts, show_progress=False)
+    abatch = await emb.aget_text_embedding_batch(texts, show_progress=True)
     assert abatch == batch
+    assert f"{len(texts)}/{len(texts)}" in capsys.readouterr().err  # the progress bar ran
     assert await emb.aget_text_embedding(texts[5]) == batch[5]
+
+
+async def test_async_embedding_concurrency_is_bounded(
+    make_embed: Any, find_model: Any, requests_to: Any
+) -> None:
+    emb = make_embed(_embedding_model(find_model), embed_batch_size=2, max_concurrency=2)
+    client = emb._client
+    real = client._apost
+    in_flight = peak = 0
+
+    async def counting(*a: Any, **k: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # let every worker that may start, start
+            return await real(*a, **k)
+        finally:
+            in_flight -= 1
+
+    client._apost = counting
+    texts = [f"{i}: {d}" for i, d in enumerate(DOCS * 2)]
+    vecs = await emb.aget_text_embedding_batch(texts)
+    assert len(requests_to("/embeddings")) == 6  # 12 texts in batches of 2
+    assert peak == 2  # concurrent, but never more than max_concurrency
+    assert vecs == emb.get_text_embedding_batch(texts)
 
 
 def test_query_instruction_only_on_queries(
@@ -146,6 +173,7 @@ def test_rerank_scores_order_and_retrieval_score(
     scores = [n.score for n in out]
     assert scores == sorted(scores, reverse=True)
     assert "library" in out[0].node.get_content()
+    assert all("retrieval_score" not in n.node.metadata for n in nodes)  # inputs untouched
     for n in out:
         assert n.node.metadata["retrieval_score"] == original[n.node.node_id]
         assert n.score != original[n.node.node_id]
@@ -155,6 +183,47 @@ def test_rerank_scores_order_and_retrieval_score(
     # the same scores as the core client reports
     direct = rerank._client.rerank("When does the library open?", DOCS, top_n=3)
     assert [r.score for r in direct] == scores
+
+
+@pytest.fixture
+def batched_reranker(find_model: Any) -> Iterator[str]:
+    """A copy of a catalogued jina reranker that accepts at most 2 documents per request."""
+    from campusllm.registry import get_registry, resolve
+
+    name = _rerank_model(find_model, "jina")
+    resolved = resolve(name)
+    original = get_registry().provider(resolved.provider.name)
+    spec = resolved.model.model_copy(
+        update={"id": "li-batched-reranker", "aliases": [], "max_documents": 2}
+    )
+    get_registry().register_model(resolved.provider.name, spec)
+    try:
+        yield f"{resolved.provider.name}:li-batched-reranker"
+    finally:
+        get_registry().register_provider(original)
+
+
+async def test_rerank_batches_by_max_documents(
+    make_rerank: Any, find_model: Any, batched_reranker: str, requests_to: Any
+) -> None:
+    query = "When does the library open?"
+    whole = make_rerank(_rerank_model(find_model, "jina"), top_n=3)
+    expected = [
+        (n.node.node_id, n.score) for n in whole.postprocess_nodes(_nodes(), query_str=query)
+    ]
+    batched = make_rerank(batched_reranker, top_n=3)
+    for run in (
+        lambda: batched.postprocess_nodes(_nodes(), query_str=query),
+        lambda: batched.apostprocess_nodes(_nodes(), query_str=query),
+    ):
+        before = len(requests_to("/rerank"))
+        out = run()
+        if asyncio.iscoroutine(out):
+            out = await out
+        sent = requests_to("/rerank")[before:]
+        assert [len(b["documents"]) for b in sent] == [2, 2, 2]
+        # scores from separate batches merge into one global order
+        assert [(n.node.node_id, n.score) for n in out] == expected
 
 
 @pytest.mark.parametrize("shape", ["jina", "tei"])

@@ -36,21 +36,35 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
-    from .auth import get_api_key
-    from .chat import ChatCaller
-    from .client import CampusClient
+    from .auth import get_api_key as get_api_key
+    from .chat import ChatCaller as ChatCaller
+    from .client import CampusClient as CampusClient
     from .registry import (
-        ModelSpec,
-        ProviderSpec,
-        RateLimits,
-        ResolvedModel,
-        get_registry,
-        register_model,
-        register_provider,
-        resolve,
+        ModelSpec as ModelSpec,
     )
-    from .sim import Simulator
-    from .transport import RetryPolicy
+    from .registry import (
+        ProviderSpec as ProviderSpec,
+    )
+    from .registry import (
+        RateLimits as RateLimits,
+    )
+    from .registry import (
+        ResolvedModel as ResolvedModel,
+    )
+    from .registry import (
+        get_registry as get_registry,
+    )
+    from .registry import (
+        register_model as register_model,
+    )
+    from .registry import (
+        register_provider as register_provider,
+    )
+    from .registry import (
+        resolve as resolve,
+    )
+    from .sim import Simulator as Simulator
+    from .transport import RetryPolicy as RetryPolicy
 
 
 def __getattr__(name: str) -> Any:

@@ -141,7 +141,7 @@ class ChatCaller:
     def stream(
         self, messages: list[dict[str, Any]], *, thinking: bool | None = None, **kw: Any
     ) -> Iterator[Delta]:
-        """Stream deltas (reasoning and content already split). Broken streams keep their partials."""
+        """Stream deltas, reasoning and content already split; a broken stream keeps partials."""
         from .transport import error_from_exception, error_from_response
         from .wire import StreamAssembler
 

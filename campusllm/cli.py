@@ -72,9 +72,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
     rows = []
     for p in get_registry().providers():
         base = p.base_url or (f"${p.base_url_env}" if p.base_url_env else "-")
-        rows.append(
-            [p.name, base, p.auth, " | ".join(p.key_env), _limits(p), p.reachability]
-        )
+        rows.append([p.name, base, p.auth, " | ".join(p.key_env), _limits(p), p.reachability])
     print(_table(["provider", "base url", "auth", "key env", "limits", "reach"], rows))
     return 0
 
@@ -122,8 +120,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         drift = reg.drift(args.provider, live)
         print()
         print(bold(f"Live /models on {args.provider}: {len(live)} ids"))
-        print("  on the gateway, not in the catalog:", ", ".join(drift.missing_in_catalog) or "none")
-        print("  in the catalog, not on the gateway:", ", ".join(drift.missing_on_gateway) or "none")
+        print(
+            "  on the gateway, not in the catalog:", ", ".join(drift.missing_in_catalog) or "none"
+        )
+        print(
+            "  in the catalog, not on the gateway:", ", ".join(drift.missing_on_gateway) or "none"
+        )
     return 0
 
 
@@ -206,7 +208,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  reach    ok, auth ok, {len(ids)} models listed")
             drift = reg.drift(name, ids)
             if drift.missing_in_catalog:
-                print(f"  drift    gateway has models we don't: {', '.join(drift.missing_in_catalog)}")
+                print(
+                    f"  drift    gateway has models we don't: {', '.join(drift.missing_in_catalog)}"
+                )
         except CampusLLMError as e:
             worst = 1
             print(f"  problem  {type(e).__name__}: {e}")

@@ -59,11 +59,15 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
 
         m = resolved.model
         _say(f"1. Registry: {resolved.key}")
-        print(f"context window {m.context_window}, max output {m.max_output}, tools={m.tools}, "
-              f"vision={m.vision}, reasoning shape={m.reasoning.shape}, "
-              f"pass-back={m.reasoning.passback}")
+        print(
+            f"context window {m.context_window}, max output {m.max_output}, tools={m.tools}, "
+            f"vision={m.vision}, reasoning shape={m.reasoning.shape}, "
+            f"pass-back={m.reasoning.passback}"
+        )
         lim = provider.limits
-        print(f"{provider.name} limits: rpm={lim.rpm} tpm={lim.tpm}; reach: {provider.reachability}")
+        print(
+            f"{provider.name} limits: rpm={lim.rpm} tpm={lim.tpm}; reach: {provider.reachability}"
+        )
 
         from langchain_campusllm import ChatCampusLLM
 
@@ -103,8 +107,9 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
                     break
                 for call in ai.tool_calls:
                     print(f"tool call: {call['name']}({call['args']})")
-                    history.append(ToolMessage(get_weather.invoke(call["args"]),
-                                               tool_call_id=call["id"]))
+                    history.append(
+                        ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"])
+                    )
             print(f"answer: {history[-1].content}")
 
         from llama_index_campusllm import CampusLLM
@@ -112,17 +117,25 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
         _say("4. LlamaIndex: real metadata from the registry")
         li = CampusLLM(model=model, **conn(provider.name))
         md = li.metadata
-        print(f"context_window={md.context_window} num_output={md.num_output} "
-              f"function_calling={md.is_function_calling_model}")
+        print(
+            f"context_window={md.context_window} num_output={md.num_output} "
+            f"function_calling={md.is_function_calling_model}"
+        )
 
         emb_model = next(
-            (f"{p.name}:{e.id}" for p, e in reg.models(kind="embedding")
-             if key is None or p.name == provider.name),
+            (
+                f"{p.name}:{e.id}"
+                for p, e in reg.models(kind="embedding")
+                if key is None or p.name == provider.name
+            ),
             None,
         )
         rr_model = next(
-            (f"{p.name}:{e.id}" for p, e in reg.models(kind="rerank")
-             if key is None or p.name == provider.name),
+            (
+                f"{p.name}:{e.id}"
+                for p, e in reg.models(kind="rerank")
+                if key is None or p.name == provider.name
+            ),
             None,
         )
         if emb_model and rr_model:

@@ -83,7 +83,9 @@ def scrub(exc: BaseException | None) -> None:
         seen.add(id(exc))
         if not isinstance(exc, CampusLLMError):
             try:
-                exc.args = tuple(redact(a, limit=None) if isinstance(a, str) else a for a in exc.args)
+                exc.args = tuple(
+                    redact(a, limit=None) if isinstance(a, str) else a for a in exc.args
+                )
                 msg = getattr(exc, "message", None)
                 if isinstance(msg, str):
                     exc.message = redact(msg, limit=None)  # type: ignore[attr-defined]
@@ -144,8 +146,10 @@ class CampusLLMError(Exception):
         )
 
 
-def _rebuild(cls: type, message: str, kwargs: dict[str, Any], state: dict[str, Any]) -> Any:
-    obj = cls.__new__(cls)
+def _rebuild(
+    cls: type[CampusLLMError], message: str, kwargs: dict[str, Any], state: dict[str, Any]
+) -> Any:
+    obj = Exception.__new__(cls)
     CampusLLMError.__init__(obj, message, **kwargs)
     obj.__dict__.update(state)
     return obj

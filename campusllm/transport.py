@@ -499,7 +499,9 @@ def error_from_response(
             f"The request is too long for {resolved.model.id} "
             f"(context window {resolved.model.context_window or 'unknown'} tokens)."
         )
-    return BadRequestError(f"{where} refused the request (HTTP {status}){said}.", hint=hint, **common)
+    return BadRequestError(
+        f"{where} refused the request (HTTP {status}){said}.", hint=hint, **common
+    )
 
 
 def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusLLMError:
@@ -513,7 +515,9 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
     host = resolved.base_url
     cause = _openai_cause(exc)
     if cause is not exc:
-        return error_from_exception(cause, resolved) if cause is not None else _openai(exc, resolved)
+        return (
+            error_from_exception(cause, resolved) if cause is not None else _openai(exc, resolved)
+        )
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return TimeoutError(
             f"{where} did not answer in time ({type(exc).__name__}).",
@@ -569,7 +573,8 @@ def _openai(exc: BaseException, resolved: ResolvedModel) -> CampusLLMError:
     provider = resolved.provider
     common: dict[str, Any] = {"provider": provider.name, "model": resolved.model.id}
     if isinstance(exc, openai.APIStatusError):
-        resp = exc.response
+        # openai 3.x types this as httpx2; ours hands it httpx objects from our transport.
+        resp: Any = exc.response
         try:
             body = resp.content
         except (httpx.ResponseNotRead, httpx.StreamError):

@@ -16,7 +16,6 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from campusllm.registry import RateLimits, ResolvedModel
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import (
@@ -42,6 +41,7 @@ from campusllm.errors import (
     StreamInterruptedError,
     redact,
 )
+from campusllm.registry import RateLimits, ResolvedModel
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import (
@@ -255,8 +255,9 @@ class ChatCampusLLM(BaseChatOpenAI):
                 "default_headers": values.get("default_headers"),
                 "default_query": values.get("default_query"),
             }
-            sync_http = values.get("http_client") or client.http
-            async_http = values.get("http_async_client") or client.ahttp
+            # openai 3.x annotates httpx2 clients; it drives any httpx-compatible client.
+            sync_http: Any = values.get("http_client") or client.http
+            async_http: Any = values.get("http_async_client") or client.ahttp
             root = openai.OpenAI(**common, http_client=sync_http)
             aroot = openai.AsyncOpenAI(**common, http_client=async_http)
             values["root_client"] = root

@@ -15,10 +15,9 @@ from llama_index.core.instrumentation.events.embedding import (
 
 from campusllm.registry import RateLimits
 
-from ._common import ClosableClient, build_client, resolve_model
+from ._common import ClientPool, ClosableClient, build_clients, resolve_model
 
 if TYPE_CHECKING:
-    from campusllm.client import CampusClient
     from campusllm.registry import ResolvedModel
 
 __all__ = ["CampusLLMEmbedding"]
@@ -59,7 +58,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
     )
 
     _resolved: ResolvedModel = PrivateAttr()
-    _client: CampusClient = PrivateAttr()
+    _pool: ClientPool = PrivateAttr()
 
     def __init__(
         self,
@@ -73,7 +72,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         **kwargs: Any,
     ) -> None:
         resolved = resolve_model(model, provider, base_url)
-        key, client = build_client(
+        key, pool = build_clients(
             resolved,
             api_key,
             timeout=timeout,
@@ -94,7 +93,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         }
         super().__init__(**fields, **kwargs)
         self._resolved = resolved
-        self._client = client
+        self._pool = pool
 
     @classmethod
     def class_name(cls) -> str:
@@ -119,7 +118,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         return self._client.embed([self._query_text(query)], dimensions=self.dimensions)[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        vecs = await self._client.aembed([self._query_text(query)], dimensions=self.dimensions)
+        vecs = await self._aclient().aembed([self._query_text(query)], dimensions=self.dimensions)
         return vecs[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -132,7 +131,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         return self._client.embed(texts, dimensions=self.dimensions, batch_size=self._batch_size)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._client.aembed(
+        return await self._aclient().aembed(
             texts,
             dimensions=self.dimensions,
             batch_size=self._batch_size,
@@ -175,7 +174,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
         ) as event:
-            vecs = await self._client.aembed(
+            vecs = await self._aclient().aembed(
                 list(texts),
                 dimensions=self.dimensions,
                 batch_size=self._batch_size,

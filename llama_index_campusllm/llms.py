@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -43,7 +44,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from campusllm.registry import RateLimits
 
-from ._common import ClosableClient, build_client, resolve_model
+from ._common import ClientPool, ClosableClient, build_clients, resolve_model
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -330,9 +331,11 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     )
 
     _resolved: ResolvedModel = PrivateAttr()
-    _client: CampusClient = PrivateAttr()
+    _pool: ClientPool = PrivateAttr()
     _sdk_sync: Any = PrivateAttr(default=None)
-    _sdk_async: Any = PrivateAttr(default=None)
+    _sdk_async: weakref.WeakKeyDictionary[CampusClient, Any] = PrivateAttr(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def __init__(
         self,
@@ -346,7 +349,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         **kwargs: Any,
     ) -> None:
         resolved = resolve_model(model, provider, base_url)
-        key, client = build_client(
+        key, pool = build_clients(
             resolved,
             api_key,
             timeout=timeout,
@@ -363,7 +366,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             **kwargs,
         )
         self._resolved = resolved
-        self._client = client
+        self._pool = pool
 
     @classmethod
     def class_name(cls) -> str:
@@ -421,18 +424,20 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         return self._sdk_sync
 
     def _asdk(self) -> Any:
-        if self._sdk_async is None:
+        client = self._aclient()  # async connections belong to the running loop
+        sdk = self._sdk_async.get(client)
+        if sdk is None:
             import openai
 
-            self._sdk_async = openai.AsyncOpenAI(
+            sdk = self._sdk_async[client] = openai.AsyncOpenAI(
                 api_key=self._key(),
                 base_url=self._resolved.base_url,
-                http_client=cast(Any, self._client.ahttp),
+                http_client=cast(Any, client.ahttp),
                 max_retries=0,
                 timeout=self.timeout,
                 default_headers=self.default_headers,
             )
-        return self._sdk_async
+        return sdk
 
     def _key(self) -> str:
         assert self.api_key is not None  # set in __init__

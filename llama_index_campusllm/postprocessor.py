@@ -13,10 +13,10 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from campusllm.registry import RateLimits
 
-from ._common import ClosableClient, build_client, resolve_model
+from ._common import ClientPool, ClosableClient, build_clients, resolve_model
 
 if TYPE_CHECKING:
-    from campusllm.client import CampusClient, RerankResult
+    from campusllm.client import RerankResult
     from campusllm.registry import ResolvedModel
 
 __all__ = ["CampusLLMRerank"]
@@ -58,7 +58,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
     )
 
     _resolved: ResolvedModel = PrivateAttr()
-    _client: CampusClient = PrivateAttr()
+    _pool: ClientPool = PrivateAttr()
 
     def __init__(
         self,
@@ -72,7 +72,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         **kwargs: Any,
     ) -> None:
         resolved = resolve_model(model, provider, base_url)
-        key, client = build_client(
+        key, pool = build_clients(
             resolved,
             api_key,
             timeout=timeout,
@@ -89,7 +89,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         }
         super().__init__(**fields, **kwargs)
         self._resolved = resolved
-        self._client = client
+        self._pool = pool
 
     @classmethod
     def class_name(cls) -> str:
@@ -165,7 +165,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._event_payload(nodes, query)
         ) as event:
-            results = await self._client.arerank(query, docs, top_n=self.top_n)
+            results = await self._aclient().arerank(query, docs, top_n=self.top_n)
             out = self._finish(nodes, results)
             event.on_end(payload={EventPayload.NODES: out})
         return out

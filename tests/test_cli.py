@@ -37,7 +37,9 @@ def test_models_live_reports_drift(sim, monkeypatch, capsys) -> None:
 
 def test_chat_streams_reasoning_apart_from_answer(sim, monkeypatch, capsys) -> None:
     monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
-    rc = main(["chat", "-m", "sjtu:deepseek-reasoner", "--base-url", sim.url("sjtu"), "hello there"])
+    rc = main(
+        ["chat", "-m", "sjtu:deepseek-reasoner", "--base-url", sim.url("sjtu"), "hello there"]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "[thinking]" in out
@@ -75,9 +77,7 @@ def test_doctor_unreachable_mentions_vpn(monkeypatch, capsys) -> None:
 def test_sse_parser_rejects_garbage() -> None:
     with pytest.raises(ProtocolError):
         list(iter_sse_data(["data: {not json", ""]))
-    assert list(iter_sse_data([": comment", "data: {\"a\":1}", "", "data: [DONE]", ""])) == [
-        {"a": 1}
-    ]
+    assert list(iter_sse_data([": comment", 'data: {"a":1}', "", "data: [DONE]", ""])) == [{"a": 1}]
 
 
 def test_chat_caller_keeps_partial_output_when_stream_breaks(fresh_sim) -> None:

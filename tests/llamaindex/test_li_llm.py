@@ -112,6 +112,24 @@ async def test_async_context_manager_closes_both_clients(sim: Any) -> None:
     assert llm._client.ahttp.is_closed and llm._client.http.is_closed
 
 
+def test_async_calls_from_successive_event_loops(make_llm: Any, make_embed: Any) -> None:
+    # asyncio.run per call, as scripts and LlamaIndex's own sync-over-async helpers do: the
+    # pooled connections of a finished loop must not be reused by the next one.
+    import asyncio
+
+    from campusllm.registry import get_registry
+
+    llm = make_llm(REASONER)
+    emb_name = next(f"{p.name}:{m.id}" for p, m in get_registry().models(kind="embedding"))
+    emb = make_embed(emb_name)
+    for _ in range(3):
+        resp = asyncio.run(llm.achat(user("hello")))
+        assert "Simulated answer" in (resp.message.content or "")
+        assert len(asyncio.run(emb.aget_query_embedding("hello"))) > 0
+    assert llm.chat(user("hello")).message.content  # the sync client is unaffected
+    asyncio.run(llm.aclose())  # closing from yet another loop does not raise
+
+
 def test_same_registry_objects_as_the_langchain_adapter(make_llm: Any, sim: Any) -> None:
     from campusllm.registry import get_registry, register_model
     from langchain_campusllm import ChatCampusLLM

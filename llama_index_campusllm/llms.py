@@ -294,6 +294,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     window, tool support and reasoning behaviour. Reasoning arrives as a ``ThinkingBlock``
     (and ``thinking_delta`` on streamed chunks) and is passed back to models that need it
     in tool loops. The API key comes from the provider's env vars unless ``api_key`` is given.
+    ``close()``/``aclose()`` (or ``with``/``async with``) release the HTTP connections.
 
     Example:
         >>> from llama_index_campusllm import CampusLLM

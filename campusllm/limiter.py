@@ -44,6 +44,9 @@ class RateLimiter:
         self.rpm = rpm or None
         self.tpm = tpm or None
         self.window_s = float(window_s)
+        # The gateway starts its window when the request arrives, a little after we grant it;
+        # a small margin keeps latency jitter from turning an exact budget into a 429.
+        self._span = self.window_s + min(0.05 * self.window_s, 0.25)
         self._grants: collections.deque[tuple[float, int]] = collections.deque()
         self._used = 0
         self._blocked_until = 0.0
@@ -60,7 +63,7 @@ class RateLimiter:
             now = time.monotonic()
             if now < self._blocked_until:
                 return self._blocked_until - now
-            horizon = now - self.window_s
+            horizon = now - self._span
             grants = self._grants
             while grants and grants[0][0] <= horizon:
                 self._used -= grants.popleft()[1]

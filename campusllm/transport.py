@@ -15,16 +15,21 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import email.utils
 import json
 import logging
 import random
 import ssl
 import sys
+import threading
 import time
 import urllib.request
+import weakref
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from pydantic import SecretStr
@@ -272,6 +277,11 @@ class CampusTransport(_Base, httpx.BaseTransport):
 class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
     """Async twin of :class:`CampusTransport`, sharing the same limiter objects.
 
+    Async connections belong to the event loop that opened them, and users call
+    ``asyncio.run`` again and again (LlamaIndex does it inside sync methods). So unless an
+    ``inner`` transport is given, each running loop gets its own connection pool, closed
+    when ``asyncio.run`` shuts that loop down.
+
     Example:
         >>> from campusllm.registry import resolve
         >>> from pydantic import SecretStr
@@ -287,21 +297,58 @@ class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         inner: httpx.AsyncBaseTransport | None = None,
+        inner_factory: Callable[[], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
         super().__init__(provider, api_key, limiter=limiter, retry=retry)
-        self.inner = inner or httpx.AsyncHTTPTransport(verify=_ssl_context())
+        self._fixed = inner
+        self._factory = inner_factory or (lambda: httpx.AsyncHTTPTransport(verify=_ssl_context()))
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def inner(self) -> httpx.AsyncBaseTransport:
+        """The transport that carries this loop's requests."""
+        if self._fixed is not None:
+            return self._fixed
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.get(loop)
+            if pool is None:
+                pool = self._pools[loop] = self._factory()
+                self._close_with_loop(loop, pool)
+            return cast(httpx.AsyncBaseTransport, pool)
+
+    def _close_with_loop(
+        self, loop: asyncio.AbstractEventLoop, pool: httpx.AsyncBaseTransport
+    ) -> None:
+        # asyncio.run finalises pending async generators before it closes the loop; one
+        # parked here closes this loop's sockets while the loop can still do it.
+        async def closer() -> AsyncIterator[None]:
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    await pool.aclose()
+
+        agen = closer()
+        self._closers[loop] = agen
+        asyncio.ensure_future(agen.__anext__(), loop=loop)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        import asyncio
-
         await request.aread()
         tokens = self._prepare(request)
+        inner = self.inner
         attempt = 0
         while True:
             if self.limiter is not None:
                 await self.limiter.aacquire(tokens)
             try:
-                response = await self.inner.handle_async_request(request)
+                response = await inner.handle_async_request(request)
             except httpx.HTTPError as exc:
                 wait = self._exc_retry(exc, attempt)
                 if wait is None:
@@ -315,7 +362,19 @@ class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
             attempt += 1
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        """Close the running loop's connections (other loops' close with their loop)."""
+        if self._fixed is not None:
+            await self._fixed.aclose()
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.pop(loop, None)
+            agen = self._closers.pop(loop, None)
+        if pool is not None:
+            await pool.aclose()
+        if agen is not None:
+            with contextlib.suppress(Exception):
+                await agen.aclose()
 
 
 _SSL: ssl.SSLContext | None = None
@@ -373,7 +432,7 @@ def build_http_clients(
         api_key,
         limiter=limiter,
         retry=retry,
-        inner=httpx.AsyncHTTPTransport(verify=ctx, proxy=proxy),
+        inner_factory=lambda: httpx.AsyncHTTPTransport(verify=ctx, proxy=proxy),
     )
     headers = {"User-Agent": "campusllm"}
     http = httpx.Client(transport=sync_t, timeout=timeout, trust_env=False, headers=headers)

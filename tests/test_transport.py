@@ -1,0 +1,369 @@
+"""Core limiter, retrying transport, typed errors and CampusClient, on the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import struct
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from campusllm.client import CampusClient
+from campusllm.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    UnreachableError,
+)
+from campusllm.limiter import RateLimiter, limiter_for
+from campusllm.registry import RateLimits, resolve
+from campusllm.sim import SIM_KEY
+from campusllm.transport import RetryPolicy, error_from_response
+
+EMB = "oneapi:qwen3-embedding-8b"
+RR = "oneapi:qwen3-reranker-8b"
+FAST = RetryPolicy(max_retries=3, backoff_base=0.01, backoff_max=0.02)
+
+
+def _client(sim: Any, model: str = "ecnu:ecnu-plus", **kw: Any) -> CampusClient:
+    kw.setdefault("retry", FAST)
+    kw.setdefault("limits", RateLimits())
+    return CampusClient(resolve(model, base_url=sim.url(model.split(":")[0])), SIM_KEY, **kw)
+
+
+def _chat_body(c: CampusClient, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": c.resolved.wire_model,
+        "messages": [{"role": "user", "content": "hello"}],
+        **extra,
+    }
+
+
+def _post_chat(c: CampusClient, **extra: Any) -> httpx.Response:
+    return c.http.post(c.resolved.base_url + "/chat/completions", json=_chat_body(c, **extra))
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window + 0.002:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+# ------------------------------------------------------------------------- limiter
+
+
+def test_limiter_is_exact_across_threads() -> None:
+    lim = RateLimiter(rpm=5, tpm=None, window_s=0.2)
+    grants: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(4):
+            lim.acquire()
+            with lock:
+                grants.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(grants) == 20
+    assert _max_in_window(grants, 0.2) <= 5
+    # 20 grants at 5 per window need 3 full windows after the first burst, no more than ~5
+    assert 0.55 <= time.monotonic() - t0 < 2.0
+
+
+async def test_limiter_tpm_budget_and_async_share_with_sync() -> None:
+    lim = RateLimiter(rpm=None, tpm=100, window_s=0.2)
+    grants: list[tuple[float, int]] = []
+
+    async def one(n: int) -> None:
+        await lim.aacquire(n)
+        grants.append((time.monotonic(), n))
+
+    await asyncio.gather(*(one(40) for _ in range(6)))
+    lim.acquire(40)  # a sync caller waits on the same window
+    grants.append((time.monotonic(), 40))
+    grants.sort()
+    for i, (t, _) in enumerate(grants):
+        in_window = sum(n for s, n in grants[: i + 1] if s > t - 0.2 + 0.002)
+        assert in_window <= 100
+
+
+def test_oversized_request_is_admitted_alone_and_penalize_blocks() -> None:
+    lim = RateLimiter(rpm=None, tpm=10, window_s=0.1)
+    t0 = time.monotonic()
+    lim.acquire(50)  # bigger than the whole budget: slow, never stuck
+    lim.acquire(50)
+    assert time.monotonic() - t0 >= 0.09
+    lim.penalize(0.15)
+    t1 = time.monotonic()
+    lim.acquire(1)
+    assert time.monotonic() - t1 >= 0.14
+
+
+def test_limiter_for_is_shared_per_provider_key_and_budget() -> None:
+    limits = RateLimits(rpm=7)
+    a = limiter_for("sjtu", "sk-one-aaaaaaaa", limits)
+    assert a is limiter_for("sjtu", "sk-one-aaaaaaaa", RateLimits(rpm=7))
+    assert a is not limiter_for("sjtu", "sk-two-bbbbbbbb", limits)
+    assert a is not limiter_for("ecnu", "sk-one-aaaaaaaa", limits)
+    assert "sk-one" not in repr(a)
+
+
+def test_registry_limits_apply_by_default(sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CAMPUSLLM_CLIENT_LIMITS", raising=False)
+    r = resolve("sjtu:deepseek-chat", base_url=sim.url("sjtu"))
+    c = CampusClient(r, f"sk-sim-{uuid.uuid4().hex[:8]}")
+    assert c.limiter is not None and c.limiter.rpm == r.provider.limits.rpm
+    monkeypatch.setenv("CAMPUSLLM_CLIENT_LIMITS", "off")
+    assert CampusClient(r, SIM_KEY).limiter is None
+    c.close()
+
+
+def test_client_limiter_prevents_429_from_the_gateway(sim: Any) -> None:
+    sim.set_limits("ecnu", rpm=4, window_s=0.3)
+    key = f"sk-sim-{uuid.uuid4().hex[:8]}"
+    r = resolve("ecnu:ecnu-plus", base_url=sim.url("ecnu"))
+    c = CampusClient(
+        r, key, retry=RetryPolicy(max_retries=0), limits=RateLimits(rpm=4, window_s=0.3)
+    )
+    t0 = time.monotonic()
+    for _ in range(10):
+        assert _post_chat(c).status_code == 200
+    assert sim.stats.get("429", 0) == 0
+    assert time.monotonic() - t0 >= 0.55  # 10 requests at 4 per 0.3 s window
+    c.close()
+
+
+# ------------------------------------------------------------------------- retries
+
+
+def test_5xx_is_retried_then_succeeds(sim: Any) -> None:
+    sim.inject("status", status=503, times=2)
+    c = _client(sim)
+    assert _post_chat(c).status_code == 200
+    assert sim.stats["requests"] == 3
+
+
+def test_other_4xx_is_never_retried(sim: Any) -> None:
+    sim.inject("status", status=400, times=1)
+    c = _client(sim)
+    assert _post_chat(c).status_code == 400
+    assert sim.stats["requests"] == 1
+
+
+def test_exhausted_retries_return_the_last_response(sim: Any) -> None:
+    sim.inject("status", status=502, times=10)
+    c = _client(sim, retry=RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.01))
+    r = _post_chat(c)
+    assert r.status_code == 502 and sim.stats["requests"] == 3
+    err = error_from_response(r, c.resolved)
+    assert isinstance(err, ServerError) and err.status_code == 502
+
+
+def test_huge_retry_after_is_surfaced_not_slept(sim: Any) -> None:
+    sim.inject("status", status=429, times=1, retry_after_s=3600)
+    c = _client(sim)
+    t0 = time.monotonic()
+    r = _post_chat(c)
+    assert time.monotonic() - t0 < 2 and r.status_code == 429
+    err = error_from_response(r, c.resolved)
+    assert isinstance(err, RateLimitError) and err.retry_after and err.retry_after > 3000
+    assert "rpm" in (err.hint or "")
+
+
+def test_reset_before_first_byte_is_retried(sim: Any) -> None:
+    sim.inject("reset", times=1)
+    c = _client(sim)
+    assert _post_chat(c).status_code == 200
+    assert sim.stats["requests"] >= 2
+
+
+def test_stream_broken_mid_way_is_not_retried(sim: Any) -> None:
+    sim.inject("reset_mid_stream", after_chunks=2)
+    c = _client(sim)
+    with pytest.raises(httpx.HTTPError):
+        with c.http.stream(
+            "POST", c.resolved.base_url + "/chat/completions", json=_chat_body(c, stream=True)
+        ) as resp:
+            assert resp.status_code == 200
+            for _ in resp.iter_lines():
+                pass
+    assert sim.stats["requests"] == 1  # nothing resent: no duplicated output
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return int(port)
+
+
+def test_unreachable_campus_host_names_vpn() -> None:
+    r = resolve("sjtu:deepseek-chat", base_url=f"http://127.0.0.1:{_free_port()}/api/v1")
+    c = CampusClient(r, SIM_KEY, retry=FAST, limits=RateLimits())
+    t0 = time.monotonic()
+    with pytest.raises(UnreachableError) as ei:
+        c.list_models()
+    assert time.monotonic() - t0 < 5
+    assert "VPN" in str(ei.value) and "campus" in str(ei.value)
+
+
+# ------------------------------------------------------------------------- auth + errors
+
+
+def test_auth_header_follows_the_provider_scheme(sim: Any) -> None:
+    _client(sim, "ecnu:ecnu-plus").list_models()
+    _client(sim, EMB).list_models()
+    bearer, raw = (req["headers"]["authorization"] for req in sim.requests[-2:])
+    schemes = {
+        resolve("ecnu:ecnu-plus").provider.auth: bearer,
+        resolve(EMB).provider.auth: raw,
+    }
+    for scheme, header in schemes.items():
+        assert header.startswith("Bearer ") if scheme == "bearer" else header == "***"
+
+
+def test_401_names_the_env_var_and_never_the_key(sim: Any) -> None:
+    r = resolve("sjtu:deepseek-chat", base_url=sim.url("sjtu"))
+    secret = "sk-sim-bad"
+    c = CampusClient(r, secret, retry=FAST, limits=RateLimits())
+    with pytest.raises(AuthenticationError) as ei:
+        c.list_models()
+    assert "SJTU_API_KEY" in str(ei.value) and ei.value.status_code == 401
+    assert secret not in str(ei.value) + repr(ei.value.args) + str(ei.value.body)
+    assert secret not in repr(c)
+
+
+def _response(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, content=json.dumps(body).encode(), headers=headers)
+
+
+def test_error_mapping_passes_gateway_messages_through() -> None:
+    r = resolve("sjtu:deepseek-reasoner", base_url="http://127.0.0.1:9/v1")
+    msg = "Missing `reasoning_content` field in the assistant message at message index 2."
+    err = error_from_response(_response(400, {"error": {"message": msg}}), r)
+    assert isinstance(err, BadRequestError) and msg in str(err)
+    assert "reasoning" in (err.hint or "")
+    oneapi = error_from_response(_response(400, {"success": False, "message": "额度不足"}), r)
+    assert "额度不足" in str(oneapi)
+    limited = error_from_response(_response(429, {"error": "slow down"}, {"Retry-After": "7"}), r)
+    assert isinstance(limited, RateLimitError) and limited.retry_after == 7.0
+
+
+def test_http_200_error_body_is_a_bad_request(sim: Any) -> None:
+    sim.inject("error_200", path_contains="embeddings")
+    with pytest.raises(BadRequestError):
+        _client(sim, EMB).embed(["a"])
+
+
+def test_malformed_json_is_a_protocol_error(sim: Any) -> None:
+    sim.inject("malformed_json", path_contains="embeddings")
+    with pytest.raises(ProtocolError):
+        _client(sim, EMB).embed(["a"])
+
+
+# ------------------------------------------------------------------------- embeddings
+
+
+def test_embed_batches_by_count_and_tokens_and_keeps_order(sim: Any) -> None:
+    c = _client(sim, EMB)
+    texts = [f"document number {i} " + "word " * (i % 7) for i in range(45)]
+    one_by_one = [c.embed([t])[0] for t in texts[:3]]
+    sim.reset()
+    vecs = c.embed(texts, batch_size=10)
+    assert len(vecs) == 45 and vecs[:3] == one_by_one
+    bodies = [q["json"] for q in sim.requests if q["path"].endswith("/embeddings")]
+    assert [len(b["input"]) for b in bodies] == [10, 10, 10, 10, 5]
+    assert all(b["encoding_format"] == "float" for b in bodies)
+    assert c.embed([]) == []
+
+
+def test_embedding_batches_respect_the_token_cap(sim: Any) -> None:
+    c = _client(sim, EMB)
+    cap = c.resolved.provider.embedding_batch_tokens
+    long = "x" * (cap * 2)  # ~cap/2 tokens each
+    spans = c.embedding_batches([long] * 5)
+    assert all(b - a <= 2 for a, b in spans) and spans[-1][1] == 5
+
+
+def test_dimensions_and_query_instruction(sim: Any) -> None:
+    c = _client(sim, EMB)
+    (vec,) = c.embed(["hi"], dimensions=64)
+    assert len(vec) == 64
+    assert sim.requests[-1]["json"]["dimensions"] == 64
+    q = c.format_query("where is SJTU?")
+    assert q.startswith("Instruct: ") and q.endswith("\nQuery:where is SJTU?")
+    assert _client(sim, "ecnu:ecnu-plus").format_query("x") == "x"
+
+
+def test_base64_vectors_are_decoded() -> None:
+    vec = [0.5, -1.25, 3.0]
+    b64 = base64.b64encode(struct.pack("<3f", *vec)).decode()
+    body = {"data": [{"index": 0, "embedding": b64}]}
+    r = resolve(EMB, base_url="http://127.0.0.1:9/v1")
+    c = CampusClient(r, SIM_KEY, limits=RateLimits())
+    c.http = httpx.Client(transport=httpx.MockTransport(lambda req: _response(200, body)))
+    assert c.embed(["a"]) == [vec]
+
+
+async def test_aembed_bounded_concurrency_and_order(sim: Any) -> None:
+    c = _client(sim, EMB)
+    texts = [f"t{i}" for i in range(40)]
+    expected = c.embed(texts, batch_size=5)
+    got = await c.aembed(texts, batch_size=5, max_concurrency=3)
+    assert got == expected
+    await c.aclose()
+
+
+def test_async_calls_work_across_event_loops(sim: Any) -> None:
+    c = _client(sim, EMB)
+    for _ in range(3):  # each asyncio.run is a new loop; pooled connections must not leak over
+        assert len(asyncio.run(c.aembed(["a", "b"]))) == 2
+    c.close()
+
+
+# ------------------------------------------------------------------------- rerank
+
+
+def test_rerank_sorted_top_n_and_batched(sim: Any) -> None:
+    from campusllm.registry import get_registry
+
+    c = _client(sim, RR)
+    docs = ["pandas live in Sichuan", "SJTU is in Shanghai", "cats", "Shanghai metro", "tea"]
+    full = c.rerank("Where is SJTU in Shanghai?", docs)
+    assert [r.score for r in full] == sorted((r.score for r in full), reverse=True)
+    assert sorted(r.index for r in full) == list(range(5))
+    assert c.rerank("Where is SJTU in Shanghai?", docs, top_n=2) == full[:2]
+    assert c.rerank("q", []) == []
+
+    get_registry().register_model(
+        "oneapi",
+        {"id": "tei-rr", "kind": "rerank", "rerank_shape": "tei", "rerank_path": "/tei/rerank",
+         "max_documents": 2},
+    )  # fmt: skip
+    tei = _client(sim, "oneapi:tei-rr")
+    sim.reset()
+    merged = tei.rerank("Where is SJTU in Shanghai?", docs)
+    assert len([q for q in sim.requests if q["path"].endswith("/tei/rerank")]) == 3
+    assert {r.index for r in merged} == set(range(5))
+    assert [r.score for r in merged] == sorted((r.score for r in merged), reverse=True)
+    assert asyncio.run(tei.arerank("Where is SJTU in Shanghai?", docs)) == merged

@@ -334,6 +334,11 @@ class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
             finally:
                 with contextlib.suppress(Exception):
                     await pool.aclose()
+                # the pool may reference its loop, which would pin the weak-keyed entry
+                running = asyncio.get_running_loop()
+                with self._lock:
+                    self._pools.pop(running, None)
+                    self._closers.pop(running, None)
 
         agen = closer()
         self._closers[loop] = agen

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
-import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
@@ -30,16 +27,12 @@ def resolve_model(model: str | None, provider: str | None, base_url: str | None)
     return resolve(model, base_url=base_url)
 
 
-_UNUSED = object()
-
-
 class ClientPool:
-    """The core client, plus one per extra event loop for async calls.
+    """The core client of one LlamaIndex object.
 
-    httpx async connections belong to the loop that opened them; LlamaIndex runs async code
-    from sync entry points on fresh loops (``asyncio_run``), and users call ``asyncio.run``
-    repeatedly. Reusing one ``AsyncClient`` there fails with "Event loop is closed", so
-    every loop gets its own client. They share the process-wide rate limiter of the key.
+    Async connections are per event loop inside the core transport, so one client serves
+    sync calls, ``asyncio.run`` after ``asyncio.run`` and LlamaIndex's own sync-over-async
+    helpers alike.
 
     Example:
         >>> pool = ClientPool(lambda: CampusClient(resolved, key))  # doctest: +SKIP
@@ -47,68 +40,19 @@ class ClientPool:
     """
 
     def __init__(self, factory: Callable[[], CampusClient]) -> None:
-        self._factory = factory
         self.main = factory()
-        self._main_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
-        self._others: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CampusClient] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
 
     def for_loop(self) -> CampusClient:
-        """The client whose async connections belong to the running event loop."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            if self._main_loop is None:
-                self._main_loop = weakref.ref(loop)  # first async use: the main client
-                self._close_with(loop, self.main)
-            if self._main_loop() is loop:
-                return self.main
-            client = self._others.get(loop)
-            if client is None:
-                client = self._others[loop] = self._factory()
-                self._close_with(loop, client)
-            return client
-
-    def _close_with(self, loop: asyncio.AbstractEventLoop, client: CampusClient) -> None:
-        # asyncio.run (and asyncio.Runner) finalise a loop's async generators before closing
-        # it; one parked here closes the client's async connections while the loop still runs,
-        # instead of leaving them to be reported as unclosed transports.
-        async def closer() -> AsyncIterator[None]:
-            try:
-                yield
-            finally:
-                try:
-                    await client.ahttp.aclose()
-                except Exception:  # noqa: BLE001 - shutdown: nothing useful to report
-                    pass
-
-        agen = closer()
-        self._closers[loop] = agen  # the loop only tracks it weakly
-        asyncio.ensure_future(agen.__anext__(), loop=loop)
-
-    def _all(self) -> list[tuple[object, CampusClient]]:
-        # the main client's loop: _UNUSED before any async call, None once that loop is gone
-        with self._lock:
-            main_loop = self._main_loop() if self._main_loop is not None else _UNUSED
-            return [(main_loop, self.main), *self._others.items()]
+        """The client for async calls (the same object; kept as the async entry point)."""
+        return self.main
 
     def close(self) -> None:
-        """Close every client (async connections too when no loop is running)."""
-        for _, client in self._all():
-            client.close()
+        """Close the client (async connections too when no loop is running)."""
+        self.main.close()
 
     async def aclose(self) -> None:
-        """Close every client; async connections of other loops cannot be closed from here."""
-        running = asyncio.get_running_loop()
-        for loop, client in self._all():
-            if loop is running or loop is _UNUSED:
-                await client.aclose()
-            else:
-                client.close()
+        """Close the client, including the running loop's async connections."""
+        await self.main.aclose()
 
 
 def build_clients(

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
 from campusllm.client import CampusClient
 from campusllm.errors import (

@@ -152,8 +152,26 @@ _CAPITALISED = re.compile(r"\b([A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)*)")
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 
 
+_QUOTED = re.compile(r"['\"‘“「]([^'\"’”」]{1,80})['\"’”」]")
+_INTEGER = re.compile(r"(?<![\w.])-?\d+(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def _guess_number(hint_text: str, schema: dict[str, Any], integer: bool) -> float | int | None:
+    """The first number in the user text that fits the schema's bounds, like a model would."""
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    for m in (_INTEGER if integer else _NUMBER).findall(hint_text):
+        v: float | int = int(m) if integer else float(m)
+        if (lo is None or v >= lo) and (hi is None or v <= hi):
+            return v
+    return None
+
+
 def _guess_string(hint_text: str, prop: str) -> str:
     """A plausible value for a string argument, taken from the user text where possible."""
+    quoted = _QUOTED.findall(hint_text)
+    if quoted:  # "create a customer named 'X'": quoted text is what the user wants passed
+        return str(quoted[0])
     words = [w for w in _CAPITALISED.findall(hint_text) if not hint_text.startswith(w)]
     if words:
         return words[-1]
@@ -223,6 +241,10 @@ def sample_from_schema(
             schema.get("items") or {}, hint_text=hint_text, prop=prop, root=root, depth=depth + 1
         )
         return [item] * n
+    if typ in ("integer", "number"):
+        guess = _guess_number(hint_text, schema, typ == "integer")
+        if guess is not None:
+            return guess
     if typ == "integer":
         lo = schema.get("minimum", schema.get("exclusiveMinimum"))
         return int(lo) + (1 if "exclusiveMinimum" in schema else 0) if lo is not None else 1

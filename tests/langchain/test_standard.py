@@ -108,30 +108,6 @@ class TestChatCampusLLMIntegration(ChatModelIntegrationTests):
     def test_stream_time(self, *args: Any) -> None:
         super().test_stream_time(*args)
 
-    # The simulator samples tool arguments from the JSON schema; these tests check that the
-    # model read a value out of the prompt ("magic_function(3)", Chinese text), which needs a
-    # real model. Tool-call plumbing itself is covered in test_chat.py.
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    @pytest.mark.xfail(reason="needs real model intelligence: argument 3 read from the prompt")
-    def test_tool_calling(self, model: BaseChatModel) -> None:
-        super().test_tool_calling(model)
-
-    @pytest.mark.xfail(reason="needs real model intelligence: argument 3 read from the prompt")
-    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
-        await super().test_tool_calling_async(model)
-
-    @pytest.mark.xfail(reason="needs real model intelligence: Chinese text echoed as an argument")
-    def test_unicode_tool_call_integration(
-        self,
-        model: BaseChatModel,
-        *,
-        tool_choice: str | None = None,
-        force_tool_call: bool = True,
-    ) -> None:
-        super().test_unicode_tool_call_integration(
-            model, tool_choice=tool_choice, force_tool_call=force_tool_call
-        )
-
 
 class TestCampusLLMEmbeddingsUnit(EmbeddingsUnitTests):
     @property

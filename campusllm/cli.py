@@ -117,7 +117,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         resolved = _resolve_any(args.provider, args.base_url)
         with CampusClient(resolved) as client:
             live = client.list_models()
-        drift = reg.drift(args.provider, live)
+        drift = reg.merge_live(args.provider, live)
         print()
         print(bold(f"Live /models on {args.provider}: {len(live)} ids"))
         print(

@@ -76,6 +76,7 @@ __all__ = [
     "register_provider",
     "register_model",
     "markdown_table",
+    "refresh_from_gateway",
     "PROVIDER_ENV",
 ]
 
@@ -855,6 +856,21 @@ class Registry:
             ],
         )
 
+    def merge_live(self, provider: str, live_ids: list[str]) -> Drift:
+        """Add the ids a gateway lists but the catalog lacks, and return the drift.
+
+        New ids become catalog entries with a kind guessed from the name and unknown limits
+        (nothing is refused locally; the gateway decides); resolving them afterwards gives
+        no "unknown model" warning. Catalogued models the gateway no
+        longer lists are reported, not removed.
+        """
+        drift = self.drift(provider, live_ids)
+        for mid in drift.missing_in_catalog:
+            spec = _generic_model(mid)
+            spec.note = "listed by the gateway's /models; not in campusllm's catalog"
+            self.register_model(provider, spec)
+        return drift
+
     def markdown_table(self, kind: str | None = None) -> str:
         """A Markdown table of every provider's models (for the README)."""
         header = "| Provider | Model | Aliases | Kind | Context | Capabilities | Status |"
@@ -974,6 +990,29 @@ def register_provider(spec: ProviderSpec | Mapping[str, Any]) -> None:
 def register_model(provider: str, spec: ModelSpec | Mapping[str, Any]) -> None:
     """:meth:`Registry.register_model` on the process-wide registry."""
     get_registry().register_model(provider, spec)
+
+
+def refresh_from_gateway(
+    provider: str, *, api_key: str | None = None, base_url: str | None = None
+) -> Drift:
+    """Fetch ``GET /models`` from ``provider``'s gateway and merge it into the registry.
+
+    Example:
+        >>> drift = refresh_from_gateway("sjtu")  # doctest: +SKIP
+        >>> drift.missing_in_catalog  # now resolvable: resolve("sjtu:<new id>")  # doctest: +SKIP
+    """
+    from .client import CampusClient
+
+    reg = get_registry()
+    prov = reg.provider(provider)
+    chat = [m for m in prov.models if m.kind == "chat"]
+    spec = f"{prov.name}:{chat[0].id}" if chat else f"{prov.name}:models"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        resolved = reg.resolve(spec, base_url=base_url)
+    with CampusClient(resolved, api_key) as client:
+        live = client.list_models()
+    return reg.merge_live(provider, live)
 
 
 def markdown_table(kind: str | None = None) -> str:

@@ -512,3 +512,29 @@ def test_estimate_tokens_cjk_and_ascii() -> None:
     assert estimate_tokens("こんにちは 안녕하세요") == 10 + 1
     long_text = "请介绍上海交通大学" * 1000 + "hello " * 1000
     assert estimate_tokens(long_text) == 9000 + 1500
+
+
+def test_live_models_merge_into_the_catalog_and_report_drift(fresh_sim) -> None:
+    import warnings
+
+    from campusllm.registry import Registry, get_registry, refresh_from_gateway, reset_registry
+
+    gateway = Registry()  # what the gateway serves: one new model, one catalogued model gone
+    gateway.register_model("ecnu", {"id": "ecnu-brand-new", "tools": True})
+    retired = get_registry().provider("ecnu").models[-1].id
+    prov = gateway.provider("ecnu")
+    gateway.register_provider(
+        {**prov.model_dump(), "models": [m.model_dump() for m in prov.models if m.id != retired]}
+    )
+    fresh_sim._registry = gateway
+    try:
+        drift = refresh_from_gateway("ecnu", api_key="sk-sim-local", base_url=fresh_sim.url("ecnu"))
+        assert drift.missing_in_catalog == ["ecnu-brand-new"]
+        assert drift.missing_on_gateway == [retired]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # merged: no "unknown model" warning any more
+            r = get_registry().resolve("ecnu:ecnu-brand-new", base_url=fresh_sim.url("ecnu"))
+        assert r.known and "/models" in r.model.note
+        assert get_registry().drift("ecnu", ["ecnu-brand-new"]).missing_in_catalog == []
+    finally:
+        reset_registry()

@@ -43,6 +43,8 @@ from campusllm.errors import (
 )
 from campusllm.registry import RateLimits, ResolvedModel
 
+from ._base import raise_campus_error
+
 if TYPE_CHECKING:
     from langchain_core.callbacks import (
         AsyncCallbackManagerForLLMRun,
@@ -178,11 +180,7 @@ class ChatCampusLLM(BaseChatOpenAI):
         try:
             super().__init__(**kwargs)
         except ValidationError as e:
-            # pydantic wraps ValueErrors raised in validators; users catch campusllm's types.
-            for err in e.errors():
-                inner = (err.get("ctx") or {}).get("error")
-                if isinstance(inner, CampusLLMError):
-                    raise inner from None
+            raise_campus_error(e)  # users catch campusllm's types, not pydantic's wrapper
             raise
 
     @model_validator(mode="before")

@@ -79,6 +79,31 @@ def build_clients(
     return key, ClientPool(factory)
 
 
+def campus_fields(
+    model: str | None,
+    provider: str | None,
+    base_url: str | None,
+    api_key: str | SecretStr | None,
+    timeout: float,
+    max_retries: int | None,
+    rate_limits: RateLimits | dict[str, Any] | None,
+) -> tuple[dict[str, Any], ResolvedModel, ClientPool]:
+    """Resolve the model, build its client, and return the pydantic fields every class sets."""
+    resolved = resolve_model(model, provider, base_url)
+    key, pool = build_clients(
+        resolved, api_key, timeout=timeout, max_retries=max_retries, rate_limits=rate_limits
+    )
+    fields = {
+        "model": model or resolved.key,
+        "provider": provider,
+        "base_url": base_url,
+        "api_key": key,
+        "timeout": timeout,
+        "max_retries": max_retries,
+    }
+    return fields, resolved, pool
+
+
 class ClosableClient:
     """Mixin: the core clients of a LlamaIndex class, and how to release their connections.
 

@@ -15,7 +15,7 @@ from llama_index.core.instrumentation.events.embedding import (
 
 from campusllm.registry import RateLimits
 
-from ._common import ClientPool, ClosableClient, build_clients, resolve_model
+from ._common import ClientPool, ClosableClient, campus_fields
 
 if TYPE_CHECKING:
     from campusllm.registry import ResolvedModel
@@ -71,26 +71,13 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         max_retries: int | None = None,
         **kwargs: Any,
     ) -> None:
-        resolved = resolve_model(model, provider, base_url)
-        key, pool = build_clients(
-            resolved,
-            api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            rate_limits=kwargs.get("rate_limits"),
+        fields, resolved, pool = campus_fields(
+            model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
         )
         kwargs.setdefault("model_name", resolved.model.id)
         # BaseEmbedding's own async batching (used with an embeddings cache) would otherwise
         # gather every batch at once.
         kwargs.setdefault("num_workers", kwargs.get("max_concurrency", 4))
-        fields: dict[str, Any] = {
-            "model": model or resolved.key,
-            "provider": provider,
-            "base_url": base_url,
-            "api_key": key,
-            "timeout": timeout,
-            "max_retries": max_retries,
-        }
         super().__init__(**fields, **kwargs)
         self._resolved = resolved
         self._pool = pool

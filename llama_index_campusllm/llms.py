@@ -44,7 +44,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from campusllm.registry import RateLimits
 
-from ._common import ClientPool, ClosableClient, build_clients, resolve_model
+from ._common import ClientPool, ClosableClient, campus_fields
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -349,23 +349,10 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         max_retries: int | None = None,
         **kwargs: Any,
     ) -> None:
-        resolved = resolve_model(model, provider, base_url)
-        key, pool = build_clients(
-            resolved,
-            api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            rate_limits=kwargs.get("rate_limits"),
+        fields, resolved, pool = campus_fields(
+            model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
         )
-        super().__init__(
-            model=model or resolved.key,
-            provider=provider,
-            base_url=base_url,
-            api_key=key,
-            timeout=timeout,
-            max_retries=max_retries,
-            **kwargs,
-        )
+        super().__init__(**fields, **kwargs)
         self._resolved = resolved
         self._pool = pool
 

@@ -128,6 +128,10 @@ class SimProcess:
     def set_limits(self, provider: str, **kw: Any) -> None:
         self.control.post("/_sim/limits", json={"provider": provider, **kw}).raise_for_status()
 
+    def script(self, model: str, replies: list[dict[str, Any]]) -> None:
+        body = {"model": model, "replies": replies}
+        self.control.post("/_sim/script", json=body).raise_for_status()
+
     def reset(self) -> None:
         self.control.post("/_sim/reset").raise_for_status()
 
@@ -289,7 +293,10 @@ def bench_stream(sim: SimProcess, rep: Report, quick: bool) -> None:
     provider, _ = split(REASONING_MODEL)
     url = sim.url(provider)
     chunks = 2000 if quick else 20000
-    extra = {"sim": {"chunks": chunks}}
+    # Half reasoning, half answer: ChatOpenAI drops the reasoning deltas, we split and keep them.
+    words = "sliding windows share one budget across every client of a key".split()
+    text = " ".join(words[i % len(words)] for i in range(chunks // 6))
+    reply = {"reasoning": text, "content": text[::-1], "chunks": chunks}
     campus = ChatCampusLLM(
         model=REASONING_MODEL,
         base_url=url,
@@ -297,12 +304,14 @@ def bench_stream(sim: SimProcess, rep: Report, quick: bool) -> None:
         rate_limits=RateLimits(**NON_BINDING),
     )
     lc = ChatOpenAI(model=campus.model_name, base_url=url, api_key=SIM_KEY)  # type: ignore[arg-type]
+    model_id = campus.resolved.model.id
     seen: dict[str, tuple[int, int, int]] = {}
 
     def consume(name: str, llm: Any) -> Callable[[], None]:
         def run() -> None:
             n = content = reasoning = 0
-            for ch in llm.stream("Explain rate limits.", extra_body=extra):
+            sim.script(model_id, [reply])
+            for ch in llm.stream("Explain rate limits."):
                 n += 1
                 content += len(ch.content) if isinstance(ch.content, str) else 0
                 reasoning += len(ch.additional_kwargs.get("reasoning_content") or "")
@@ -349,6 +358,7 @@ def _check_vectors(model_id: str, docs: list[str], vectors: list[list[float]], d
 
 def bench_embed(sim: SimProcess, rep: Report, quick: bool) -> None:
     from langchain_openai import OpenAIEmbeddings
+    from pydantic import SecretStr
 
     from campusllm.registry import RateLimits
     from campusllm.sim import SIM_KEY
@@ -381,7 +391,11 @@ def bench_embed(sim: SimProcess, rep: Report, quick: bool) -> None:
         sim.set_limits(p.name, rpm=rpm, tpm=tpm, window_s=window)
         time.sleep(window)  # our limiter's window from a previous run must have expired too
         emb = CampusLLMEmbeddings(
-            model=spec, base_url=url, api_key=SIM_KEY, dimensions=dims, rate_limits=limits
+            model=spec,
+            base_url=url,
+            api_key=SecretStr(SIM_KEY),
+            dimensions=dims,
+            rate_limits=limits,
         )
         err = ""
         t0 = time.perf_counter()

@@ -475,6 +475,22 @@ class ChatCampusLLM(BaseChatOpenAI):
             status_code=getattr(mapped, "status_code", None),
         )
 
+    def _stream_error(self, exc: Exception, state: _StreamState) -> BaseException:
+        """The error a failing stream raises (``exc`` itself when it is not ours to type)."""
+        if state.started:
+            return self._interrupted(exc, state)
+        if isinstance(exc, CampusLLMError):
+            return exc
+        if isinstance(exc, (AttributeError, TypeError, KeyError)):
+            # langchain-openai reading a chunk that is not an object ("data: null")
+            return ProtocolError(
+                f"{self._resolved.key} sent a malformed stream chunk ({exc}).",
+                hint="Check that the base URL points at an OpenAI-compatible API.",
+                provider=self._resolved.provider.name,
+                model=self._resolved.model.id,
+            )
+        return self._map_error(exc) if _is_transport_error(exc) else exc
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -585,21 +601,10 @@ class ChatCampusLLM(BaseChatOpenAI):
                 except StopIteration:
                     break
                 except Exception as e:
-                    if state.started:
-                        raise self._interrupted(e, state) from e
-                    if isinstance(e, CampusLLMError):
+                    mapped = self._stream_error(e, state)
+                    if mapped is e:
                         raise
-                    if isinstance(e, (AttributeError, TypeError, KeyError)):
-                        # langchain-openai reading a chunk that is not an object ("data: null")
-                        raise ProtocolError(
-                            f"{self._resolved.key} sent a malformed stream chunk ({e}).",
-                            hint="Check that the base URL points at an OpenAI-compatible API.",
-                            provider=self._resolved.provider.name,
-                            model=self._resolved.model.id,
-                        ) from e
-                    if not _is_transport_error(e):
-                        raise
-                    raise self._map_error(e) from e
+                    raise mapped from e
                 finally:
                     _STREAM_STATE.reset(token)
                 yield chunk
@@ -630,21 +635,10 @@ class ChatCampusLLM(BaseChatOpenAI):
                 except StopAsyncIteration:
                     break
                 except Exception as e:
-                    if state.started:
-                        raise self._interrupted(e, state) from e
-                    if isinstance(e, CampusLLMError):
+                    mapped = self._stream_error(e, state)
+                    if mapped is e:
                         raise
-                    if isinstance(e, (AttributeError, TypeError, KeyError)):
-                        # langchain-openai reading a chunk that is not an object ("data: null")
-                        raise ProtocolError(
-                            f"{self._resolved.key} sent a malformed stream chunk ({e}).",
-                            hint="Check that the base URL points at an OpenAI-compatible API.",
-                            provider=self._resolved.provider.name,
-                            model=self._resolved.model.id,
-                        ) from e
-                    if not _is_transport_error(e):
-                        raise
-                    raise self._map_error(e) from e
+                    raise mapped from e
                 finally:
                     _STREAM_STATE.reset(token)
                 yield chunk

@@ -14,12 +14,12 @@ The simulator runs in its own process so its work does not share our interpreter
 Timings of competing clients are interleaved round by round and summarised by medians, so
 drift and noise on a small machine hit every contender alike.
 
-Usage::
+Usage (``.venv/bin/python`` works the same in a synced checkout)::
 
-    .venv/bin/python bench/run.py            # full run, a few minutes
-    .venv/bin/python bench/run.py --quick    # smoke run, well under a minute
-    .venv/bin/python bench/run.py --write    # also record the table in bench/RESULTS.md
-    .venv/bin/python bench/run.py --only invoke,stream
+    uv run python bench/run.py               # full run, a few minutes
+    uv run python bench/run.py --quick       # smoke run, well under a minute
+    uv run python bench/run.py --write       # also record the table in bench/RESULTS.md
+    uv run python bench/run.py --only invoke,stream
 """
 
 from __future__ import annotations

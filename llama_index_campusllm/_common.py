@@ -11,11 +11,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import Self
 
-if TYPE_CHECKING:
-    from pydantic import SecretStr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr
 
+from campusllm.registry import RateLimits
+
+if TYPE_CHECKING:
     from campusllm.client import CampusClient
-    from campusllm.registry import RateLimits, ResolvedModel
+    from campusllm.registry import ResolvedModel
 
 
 def resolve_model(model: str | None, provider: str | None, base_url: str | None) -> ResolvedModel:
@@ -104,16 +106,61 @@ def campus_fields(
     return fields, resolved, pool
 
 
-class ClosableClient:
-    """Mixin: the core clients of a LlamaIndex class, and how to release their connections.
+class ClosableClient(BaseModel):
+    """Base of the three LlamaIndex classes: the registry fields, the core client, closing.
+
+    Subclasses declare ``timeout`` (their default differs) and may add constructor kwargs
+    in :meth:`_init_kwargs`.
 
     Example:
         >>> with CampusLLM(model="sjtu:deepseek-reasoner") as llm:  # doctest: +SKIP
         ...     llm.complete("hi")
     """
 
-    if TYPE_CHECKING:
-        _pool: ClientPool
+    model: str = Field(description="Model spec: 'provider:model', or a model name with provider.")
+    provider: str | None = Field(default=None, description="Provider name, e.g. 'sjtu'.")
+    base_url: str | None = Field(default=None, description="Overrides the registry's base URL.")
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    max_retries: int | None = Field(
+        default=None, description="Retries for 429/5xx/connect errors (None: core default)."
+    )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
+    )
+
+    _resolved: ResolvedModel = PrivateAttr()
+    _pool: ClientPool = PrivateAttr()
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        provider: str | None = None,
+        base_url: str | None = None,
+        api_key: str | SecretStr | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if timeout is None:
+            timeout = float(type(self).model_fields["timeout"].default)
+        fields, resolved, pool = campus_fields(
+            model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
+        )
+        self._init_kwargs(resolved, kwargs)
+        super().__init__(**fields, **kwargs)
+        self._resolved = resolved
+        self._pool = pool
+
+    @classmethod
+    def _init_kwargs(cls, resolved: ResolvedModel, kwargs: dict[str, Any]) -> None:
+        """Fill defaults that depend on the resolved model (subclasses override)."""
+
+    @property
+    def resolved(self) -> ResolvedModel:
+        """The registry entry this object talks to."""
+        return self._resolved
 
     @property
     def _client(self) -> CampusClient:

@@ -6,16 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation.events.embedding import (
     EmbeddingEndEvent,
     EmbeddingStartEvent,
 )
 
-from campusllm.registry import RateLimits
-
-from ._common import ClientPool, ClosableClient, campus_fields
+from ._common import ClosableClient
 
 if TYPE_CHECKING:
     from campusllm.registry import ResolvedModel
@@ -39,57 +37,23 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         >>> vec = Settings.embed_model.get_query_embedding("campus shuttle times")  # doctest: +SKIP
     """  # noqa: E501
 
-    model: str = Field(description="Model spec: 'provider:model', or a model name with provider.")
-    provider: str | None = Field(default=None, description="Provider name, e.g. 'sjtu'.")
-    base_url: str | None = Field(default=None, description="Overrides the registry's base URL.")
-    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     dimensions: int | None = Field(default=None, description="Output dimensions, if supported.")
     query_task: str | None = Field(
         default=None, description="Task text for the query instruction (registry default if None)."
     )
     max_concurrency: int = Field(default=4, gt=0, description="Concurrent async batch requests.")
     timeout: float = Field(default=60.0, description="Request timeout in seconds.")
-    max_retries: int | None = Field(
-        default=None, description="Retries for 429/5xx/connect errors (None: core default)."
-    )
-    rate_limits: RateLimits | None = Field(
-        default=None,
-        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
-    )
 
-    _resolved: ResolvedModel = PrivateAttr()
-    _pool: ClientPool = PrivateAttr()
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        provider: str | None = None,
-        base_url: str | None = None,
-        api_key: str | SecretStr | None = None,
-        timeout: float = 60.0,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        fields, resolved, pool = campus_fields(
-            model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
-        )
+    @classmethod
+    def _init_kwargs(cls, resolved: ResolvedModel, kwargs: dict[str, Any]) -> None:
         kwargs.setdefault("model_name", resolved.model.id)
         # BaseEmbedding's own async batching (used with an embeddings cache) would otherwise
         # gather every batch at once.
         kwargs.setdefault("num_workers", kwargs.get("max_concurrency", 4))
-        super().__init__(**fields, **kwargs)
-        self._resolved = resolved
-        self._pool = pool
 
     @classmethod
     def class_name(cls) -> str:
         return "CampusLLMEmbedding"
-
-    @property
-    def resolved(self) -> ResolvedModel:
-        """The registry entry this embedding model talks to."""
-        return self._resolved
 
     @property
     def _batch_size(self) -> int | None:

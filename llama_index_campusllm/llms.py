@@ -36,21 +36,18 @@ from llama_index.core.base.llms.types import (
     ThinkingBlock,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
-from campusllm.registry import RateLimits
-
-from ._common import ClientPool, ClosableClient, campus_fields
+from ._common import ClosableClient
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
     from campusllm.client import CampusClient
-    from campusllm.registry import ResolvedModel
     from campusllm.wire import Delta, StreamAssembler, ToolCall
 
 __all__ = ["CampusLLM", "to_wire_messages"]
@@ -303,10 +300,6 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         >>> resp.message.blocks[0].content  # the reasoning  # doctest: +SKIP
     """
 
-    model: str = Field(description="Model spec: 'provider:model', or a model name with provider.")
-    provider: str | None = Field(default=None, description="Provider name, e.g. 'sjtu'.")
-    base_url: str | None = Field(default=None, description="Overrides the registry's base URL.")
-    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     temperature: float | None = Field(default=None, description="Sampling temperature.")
     max_tokens: int | None = Field(default=None, description="Maximum tokens to generate.")
     thinking: bool | None = Field(
@@ -317,13 +310,6 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         default=None, description="Overrides the registry's context window."
     )
     timeout: float = Field(default=120.0, description="Request timeout in seconds.")
-    max_retries: int | None = Field(
-        default=None, description="Retries for 429/5xx/connect errors (None: core default)."
-    )
-    rate_limits: RateLimits | None = Field(
-        default=None,
-        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
-    )
     default_headers: dict[str, str] | None = Field(
         default=None, repr=False, description="Extra headers sent with every request."
     )
@@ -331,39 +317,14 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         default_factory=dict, description="Extra body keys sent with every request."
     )
 
-    _resolved: ResolvedModel = PrivateAttr()
-    _pool: ClientPool = PrivateAttr()
     _sdk_sync: Any = PrivateAttr(default=None)
     _sdk_async: weakref.WeakKeyDictionary[CampusClient, Any] = PrivateAttr(
         default_factory=weakref.WeakKeyDictionary
     )
 
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        provider: str | None = None,
-        base_url: str | None = None,
-        api_key: str | SecretStr | None = None,
-        timeout: float = 120.0,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        fields, resolved, pool = campus_fields(
-            model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
-        )
-        super().__init__(**fields, **kwargs)
-        self._resolved = resolved
-        self._pool = pool
-
     @classmethod
     def class_name(cls) -> str:
         return "CampusLLM"
-
-    @property
-    def resolved(self) -> ResolvedModel:
-        """The registry entry this LLM talks to."""
-        return self._resolved
 
     @property
     def metadata(self) -> LLMMetadata:

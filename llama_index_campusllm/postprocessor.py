@@ -5,19 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import llama_index.core.instrumentation as instrument
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from campusllm.registry import RateLimits
-
-from ._common import ClientPool, ClosableClient, campus_fields
+from ._common import ClosableClient
 
 if TYPE_CHECKING:
     from campusllm.client import RerankResult
-    from campusllm.registry import ResolvedModel
 
 __all__ = ["CampusLLMRerank"]
 
@@ -43,49 +40,12 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         >>> engine = index.as_query_engine(node_postprocessors=[rerank])  # doctest: +SKIP
     """
 
-    model: str = Field(description="Model spec: 'provider:model', or a model name with provider.")
-    provider: str | None = Field(default=None, description="Provider name, e.g. 'oneapi'.")
-    base_url: str | None = Field(default=None, description="Overrides the registry's base URL.")
-    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
     top_n: int | None = Field(default=None, description="Nodes to keep (None: all, reordered).")
     timeout: float = Field(default=60.0, description="Request timeout in seconds.")
-    max_retries: int | None = Field(
-        default=None, description="Retries for 429/5xx/connect errors (None: core default)."
-    )
-    rate_limits: RateLimits | None = Field(
-        default=None,
-        description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
-    )
-
-    _resolved: ResolvedModel = PrivateAttr()
-    _pool: ClientPool = PrivateAttr()
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        provider: str | None = None,
-        base_url: str | None = None,
-        api_key: str | SecretStr | None = None,
-        timeout: float = 60.0,
-        max_retries: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        fields, resolved, pool = campus_fields(
-            model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
-        )
-        super().__init__(**fields, **kwargs)
-        self._resolved = resolved
-        self._pool = pool
 
     @classmethod
     def class_name(cls) -> str:
         return "CampusLLMRerank"
-
-    @property
-    def resolved(self) -> ResolvedModel:
-        """The registry entry this reranker talks to."""
-        return self._resolved
 
     def _start(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None

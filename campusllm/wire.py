@@ -763,7 +763,8 @@ def _alternatives_hint(resolved: ResolvedModel, ids: list[str], what: str) -> st
     )
 
 
-def _has_image(messages: list[Any]) -> bool:
+def has_image(messages: list[Any]) -> bool:
+    """Whether any message carries an image part (OpenAI or LangChain block shapes)."""
     for m in messages:
         if not isinstance(m, dict):
             continue
@@ -873,7 +874,7 @@ def prepare_chat_payload(
             f"{resolved.key} does not support tool calling.",
             _alternatives_hint(resolved, _models_that(resolved, lambda m: m.tools), "do"),
         )
-    if resolved.known and not model.vision and _has_image(messages):
+    if resolved.known and not model.vision and has_image(messages):
         raise _capability_error(
             resolved,
             f"{resolved.key} cannot read images.",

@@ -304,28 +304,7 @@ class ChatCampusLLM(BaseChatOpenAI):
         resolved = self.campus_resolved
         if resolved is None:
             return None
-        spec = resolved.model
-        to_profile = getattr(spec, "to_profile_dict", None)
-        if callable(to_profile):
-            return cast(ModelProfile, dict(to_profile()))
-        profile: dict[str, Any] = {
-            "name": spec.display_name or spec.id,
-            "status": spec.status,
-            "text_inputs": True,
-            "text_outputs": True,
-            "image_inputs": spec.vision,
-            "image_url_inputs": spec.vision,
-            "tool_calling": spec.tools,
-            "tool_choice": spec.tools,
-            "tool_call_streaming": spec.tools,
-            "structured_output": spec.json_schema,
-            "reasoning_output": spec.reasoning.shape != "none" or spec.reasoning.default_on,
-        }
-        if spec.context_window:
-            profile["max_input_tokens"] = spec.context_window
-        if spec.max_output:
-            profile["max_output_tokens"] = spec.max_output
-        return cast(ModelProfile, profile)
+        return cast(ModelProfile, resolved.model.to_profile_dict())
 
     def _use_responses_api(self, payload: dict) -> bool:
         return False

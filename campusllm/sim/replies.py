@@ -132,20 +132,6 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return max(total, 1)
 
 
-def has_image(messages: list[Any]) -> bool:
-    for m in messages:
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") in (
-                    "image_url",
-                    "image",
-                    "input_image",
-                ):
-                    return True
-    return False
-
-
 # --------------------------------------------------------------------------- tools and schemas
 
 _CAPITALISED = re.compile(r"\b([A-Z][a-zA-Z]+(?:\s+[A-Z][a-zA-Z]+)*)")

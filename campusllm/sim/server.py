@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ..tokens import estimate_tokens
+from ..wire import has_image
 from .replies import (
     DONE,
     Reply,
@@ -35,7 +36,6 @@ from .replies import (
     completion_body,
     embed_text,
     encode_embedding,
-    has_image,
     lexical_score,
     message_text,
     prompt_tokens,

@@ -579,9 +579,9 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
     host = resolved.base_url
     cause = _openai_cause(exc)
     if cause is not exc:
-        return (
-            error_from_exception(cause, resolved) if cause is not None else _openai(exc, resolved)
-        )
+        if cause is None:
+            return _openai_status(exc, resolved)
+        return error_from_exception(cause, resolved)
     if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
         return TimeoutError(
             f"{where} did not answer in time ({type(exc).__name__}).",
@@ -618,45 +618,30 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
 
 
 def _openai_cause(exc: BaseException) -> BaseException | None:
-    """For openai SDK errors: the httpx error under it (or None); otherwise ``exc`` itself."""
+    """An openai SDK error as the httpx/JSON error it stands for (None: a status error).
+
+    Non-openai exceptions come back unchanged.
+    """
     openai = sys.modules.get("openai")
     if openai is None or not isinstance(exc, openai.OpenAIError):
         return exc
-
     if isinstance(exc, openai.APITimeoutError):
         return httpx.ReadTimeout(str(exc))
     if isinstance(exc, openai.APIConnectionError):
         c = exc.__cause__
-        return c if isinstance(c, httpx.HTTPError) else None
-    return None
-
-
-def _openai(exc: BaseException, resolved: ResolvedModel) -> CampusLLMError:
-    import openai
-
-    provider = resolved.provider
-    common: dict[str, Any] = {"provider": provider.name, "model": resolved.model.id}
-    if isinstance(exc, openai.APIStatusError):
-        # openai 3.x types this as httpx2; ours hands it httpx objects from our transport.
-        resp: Any = exc.response
-        try:
-            body = resp.content
-        except (httpx.ResponseNotRead, httpx.StreamError):
-            body = json.dumps(exc.body).encode() if exc.body is not None else b""
-        return error_from_response(resp, resolved, body)
+        return c if isinstance(c, httpx.HTTPError) else httpx.ConnectError(str(exc))
     if isinstance(exc, openai.APIResponseValidationError):
-        return ProtocolError(
-            f"{provider.name}:{resolved.model.id} answered in an unexpected shape.",
-            hint="Check that the base URL points at an OpenAI-compatible API.",
-            **common,
-        )
-    if isinstance(exc, openai.APIConnectionError):
-        return UnreachableError(
-            f"Cannot reach {resolved.base_url}: {redact(str(exc), 200)}",
-            hint=_network_hint(provider),
-            **common,
-        )
-    return CampusLLMError(
-        f"{provider.name}:{resolved.model.id}: {type(exc).__name__}: {redact(str(exc), 300)}",
-        **common,
-    )
+        return ValueError(f"unexpected response shape: {exc}")
+    if isinstance(exc, openai.APIStatusError):
+        return None
+    return ValueError(str(exc))
+
+
+def _openai_status(exc: Any, resolved: ResolvedModel) -> CampusLLMError:
+    # openai 3.x types the response as httpx2; ours hands it httpx objects from our transport.
+    resp: Any = exc.response
+    try:
+        body = resp.content
+    except (httpx.ResponseNotRead, httpx.StreamError):
+        body = json.dumps(exc.body).encode() if exc.body is not None else b""
+    return error_from_response(resp, resolved, body)

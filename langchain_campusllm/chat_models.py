@@ -95,19 +95,24 @@ _STREAM_STATE: contextvars.ContextVar[_StreamState | None] = contextvars.Context
 )
 
 
+def _count(value: Any) -> int:
+    """A token count from a gateway's usage block; junk counts as 0 rather than crashing."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _usage_metadata(usage: Mapping[str, Any] | None) -> UsageMetadata | None:
     if not usage:
         return None
-    inp = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-    out = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
-    total = int(usage.get("total_tokens") or inp + out)
+    inp = _count(usage.get("prompt_tokens")) or _count(usage.get("input_tokens"))
+    out = _count(usage.get("completion_tokens")) or _count(usage.get("output_tokens"))
+    total = _count(usage.get("total_tokens")) or inp + out
     meta = UsageMetadata(input_tokens=inp, output_tokens=out, total_tokens=total)
     p_details = usage.get("prompt_tokens_details")
     if isinstance(p_details, Mapping) and p_details.get("cached_tokens") is not None:
-        meta["input_token_details"] = {"cache_read": int(p_details["cached_tokens"])}
+        meta["input_token_details"] = {"cache_read": _count(p_details["cached_tokens"])}
     c_details = usage.get("completion_tokens_details")
     if isinstance(c_details, Mapping) and c_details.get("reasoning_tokens") is not None:
-        meta["output_token_details"] = {"reasoning": int(c_details["reasoning_tokens"])}
+        meta["output_token_details"] = {"reasoning": _count(c_details["reasoning_tokens"])}
     return meta
 
 
@@ -418,7 +423,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             info["finish_reason"] = wire.finish_reason
             generations.append(ChatGeneration(message=message, generation_info=info))
         llm_output: dict[str, Any] = {
-            "token_usage": body.get("usage"),
+            "token_usage": body.get("usage") if isinstance(body.get("usage"), Mapping) else None,
             "model_provider": MODEL_PROVIDER,
             "model_name": (wire.model if wire else None) or self.model_name,
             "system_fingerprint": body.get("system_fingerprint") or "",
@@ -428,6 +433,15 @@ class ChatCampusLLM(BaseChatOpenAI):
         return ChatResult(generations=generations, llm_output=llm_output)
 
     # ------------------------------------------------------------------ errors
+
+    def _malformed(self, exc: BaseException) -> ProtocolError:
+        # the SDK building its objects from a body of the wrong shape ("usage": [])
+        return ProtocolError(
+            f"{self._resolved.key} answered in an unexpected shape ({exc}).",
+            hint="Check that the base URL points at an OpenAI-compatible API.",
+            provider=self._resolved.provider.name,
+            model=self._resolved.model.id,
+        )
 
     def _map_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, CampusLLMError):
@@ -482,6 +496,8 @@ class ChatCampusLLM(BaseChatOpenAI):
         except CampusLLMError:
             raise
         except Exception as e:
+            if isinstance(e, (AttributeError, TypeError, KeyError)):
+                raise self._malformed(e) from e
             if not _is_transport_error(e):
                 raise
             raise self._map_error(e) from e
@@ -498,6 +514,8 @@ class ChatCampusLLM(BaseChatOpenAI):
         except CampusLLMError:
             raise
         except Exception as e:
+            if isinstance(e, (AttributeError, TypeError, KeyError)):
+                raise self._malformed(e) from e
             if not _is_transport_error(e):
                 raise
             raise self._map_error(e) from e

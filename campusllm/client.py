@@ -128,8 +128,35 @@ class CampusClient:
         self.http, self.ahttp = build_http_clients(
             resolved, self._api_key, timeout=timeout, retry=self.retry, limiter=self.limiter
         )
+        self._timeout = timeout
+        self._sdk: tuple[Any, Any] | None = None
         # Instances dropped without close() still release their sockets.
         self._finalizer = weakref.finalize(self, _close_quietly, self.http)
+
+    def _sdk_clients(self) -> tuple[Any, Any]:
+        if self._sdk is None:
+            from .transport import build_http_clients, sdk_http_library
+
+            self._sdk = build_http_clients(
+                self.resolved,
+                self._api_key,
+                timeout=self._timeout,
+                retry=self.retry,
+                limiter=self.limiter,
+                lib=sdk_http_library(),
+            )
+            weakref.finalize(self, _close_quietly, self._sdk[0])
+        return self._sdk
+
+    @property
+    def sdk_http(self) -> Any:
+        """Sync client for the openai SDK (its own HTTP library; same limiter and retries)."""
+        return self._sdk_clients()[0]
+
+    @property
+    def sdk_ahttp(self) -> Any:
+        """Async client for the openai SDK (its own HTTP library; same limiter and retries)."""
+        return self._sdk_clients()[1]
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -144,19 +171,29 @@ class CampusClient:
     def close(self) -> None:
         """Close the sync client (the async one too when no event loop is needed)."""
         self.http.close()
-        if not self.ahttp.is_closed:
+        if self._sdk is not None:
+            self._sdk[0].close()
+            self._close_async(self._sdk[1])
+        self._close_async(self.ahttp)
+
+    @staticmethod
+    def _close_async(ahttp: Any) -> None:
+        if not ahttp.is_closed:
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
                 try:
-                    asyncio.run(self.ahttp.aclose())
+                    asyncio.run(ahttp.aclose())
                 except Exception:  # noqa: BLE001 - sockets bound to a finished loop are gone anyway
                     pass
 
     async def aclose(self) -> None:
-        """Close both clients."""
+        """Close all clients (the async ones' connections of the running loop)."""
         self.http.close()
         await self.ahttp.aclose()
+        if self._sdk is not None:
+            self._sdk[0].close()
+            await self._sdk[1].aclose()
 
     def __enter__(self) -> CampusClient:
         return self
@@ -495,7 +532,7 @@ def _vector(value: Any, bad: Callable[[str, Any], ProtocolError]) -> list[float]
     return [float(x) for x in value]
 
 
-def _close_quietly(http: httpx.Client) -> None:
+def _close_quietly(http: Any) -> None:
     try:
         http.close()
     except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful to report

@@ -59,6 +59,8 @@ __all__ = [
     "CampusTransport",
     "AsyncCampusTransport",
     "build_http_clients",
+    "sdk_http_library",
+    "as_httpx_error",
     "error_from_response",
     "error_from_exception",
     "request_tokens",
@@ -211,6 +213,7 @@ class _Base:
         return wait
 
     def _exc_retry(self, exc: BaseException, attempt: int) -> float | None:
+        exc = as_httpx_error(exc)
         limit = self.retry.max_retries
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             limit = min(limit, self.retry.max_connect_retries)
@@ -258,7 +261,7 @@ class CampusTransport(_Base, httpx.BaseTransport):
                 self.limiter.acquire(tokens)
             try:
                 response = self.inner.handle_request(request)
-            except httpx.HTTPError as exc:
+            except Exception as exc:
                 wait = self._exc_retry(exc, attempt)
                 if wait is None:
                     raise
@@ -354,7 +357,7 @@ class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
                 await self.limiter.aacquire(tokens)
             try:
                 response = await inner.handle_async_request(request)
-            except httpx.HTTPError as exc:
+            except Exception as exc:
                 wait = self._exc_retry(exc, attempt)
                 if wait is None:
                     raise
@@ -407,6 +410,17 @@ def _proxy_for(url: str) -> str | None:
     return proxy
 
 
+def sdk_http_library() -> Any:
+    """The HTTP library the installed openai SDK runs on (``httpx2`` for openai 3.x).
+
+    Clients handed to the SDK are built on it: a legacy ``httpx`` client works too, but goes
+    through the SDK's compatibility shims on every request.
+    """
+    import openai._base_client as sdk
+
+    return getattr(sdk, "httpx2", None) or httpx
+
+
 def build_http_clients(
     resolved: ResolvedModel,
     api_key: SecretStr,
@@ -414,15 +428,16 @@ def build_http_clients(
     timeout: float | httpx.Timeout = 60.0,
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
+    lib: Any = httpx,
 ) -> tuple[httpx.Client, httpx.AsyncClient]:
-    """Sync and async httpx clients whose every request goes through our transports.
+    """Sync and async clients (of ``lib``: httpx or httpx2) sending through our transports.
 
     The clients do not read proxies themselves (``trust_env=False``): an env proxy mounted
     by httpx would bypass our transport, so the proxy is set on the inner socket layer.
     """
-    if not isinstance(timeout, httpx.Timeout):
+    if isinstance(timeout, (int, float)):
         # A short connect timeout turns "off campus, no VPN" into a quick, clear error.
-        timeout = httpx.Timeout(timeout, connect=min(10.0, float(timeout)))
+        timeout = lib.Timeout(timeout, connect=min(10.0, float(timeout)))
     proxy = _proxy_for(resolved.base_url)
     ctx = _ssl_context()
     sync_t = CampusTransport(
@@ -430,19 +445,35 @@ def build_http_clients(
         api_key,
         limiter=limiter,
         retry=retry,
-        inner=httpx.HTTPTransport(verify=ctx, proxy=proxy),
+        inner=lib.HTTPTransport(verify=ctx, proxy=proxy),
     )
     async_t = AsyncCampusTransport(
         resolved.provider,
         api_key,
         limiter=limiter,
         retry=retry,
-        inner_factory=lambda: httpx.AsyncHTTPTransport(verify=ctx, proxy=proxy),
+        inner_factory=lambda: lib.AsyncHTTPTransport(verify=ctx, proxy=proxy),
     )
     headers = {"User-Agent": "campusllm"}
-    http = httpx.Client(transport=sync_t, timeout=timeout, trust_env=False, headers=headers)
-    ahttp = httpx.AsyncClient(transport=async_t, timeout=timeout, trust_env=False, headers=headers)
+    http = lib.Client(transport=sync_t, timeout=timeout, trust_env=False, headers=headers)
+    ahttp = lib.AsyncClient(transport=async_t, timeout=timeout, trust_env=False, headers=headers)
     return http, ahttp
+
+
+def as_httpx_error(exc: BaseException) -> BaseException:
+    """An ``httpx2`` exception as its ``httpx`` namesake (others unchanged).
+
+    The SDK-facing clients run on httpx2; retry and error rules are written once, for httpx.
+    """
+    if not type(exc).__module__.startswith("httpx2"):
+        return exc
+    for cls in type(exc).__mro__:
+        twin = getattr(httpx, cls.__name__, None)
+        if isinstance(twin, type) and issubclass(twin, httpx.TransportError):
+            mapped = twin(str(exc))
+            mapped.__cause__ = exc
+            return mapped
+    return httpx.TransportError(str(exc))
 
 
 # --------------------------------------------------------------------------- typed errors
@@ -573,6 +604,7 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
     scrub(exc)
     if isinstance(exc, CampusLLMError):
         return exc
+    exc = as_httpx_error(exc)
     provider = resolved.provider
     common: dict[str, Any] = {"provider": provider.name, "model": resolved.model.id}
     where = f"{provider.name}:{resolved.model.id}"
@@ -628,7 +660,7 @@ def _openai_cause(exc: BaseException) -> BaseException | None:
     if isinstance(exc, openai.APITimeoutError):
         return httpx.ReadTimeout(str(exc))
     if isinstance(exc, openai.APIConnectionError):
-        c = exc.__cause__
+        c = as_httpx_error(exc.__cause__) if exc.__cause__ is not None else None
         return c if isinstance(c, httpx.HTTPError) else httpx.ConnectError(str(exc))
     if isinstance(exc, openai.APIResponseValidationError):
         return ValueError(f"unexpected response shape: {exc}")

@@ -259,8 +259,8 @@ class ChatCampusLLM(BaseChatOpenAI):
                 "default_query": values.get("default_query"),
             }
             # openai 3.x annotates httpx2 clients; it drives any httpx-compatible client.
-            sync_http: Any = values.get("http_client") or client.http
-            async_http: Any = values.get("http_async_client") or client.ahttp
+            sync_http: Any = values.get("http_client") or client.sdk_http
+            async_http: Any = values.get("http_async_client") or client.sdk_ahttp
             root = openai.OpenAI(**common, http_client=sync_http)
             aroot = openai.AsyncOpenAI(**common, http_client=async_http)
             values["root_client"] = root

@@ -12,7 +12,7 @@ import inspect
 import json
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -365,7 +365,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
                 base_url=self._resolved.base_url,
                 # openai>=3 is typed for httpx2 but accepts httpx clients at runtime; ours
                 # carries the core transport (limiter, retries), so it must be this one.
-                http_client=cast(Any, self._client.http),
+                http_client=self._client.sdk_http,
                 max_retries=0,  # the core transport is the one retry layer
                 timeout=self.timeout,
                 default_headers=self.default_headers,
@@ -381,7 +381,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             sdk = self._sdk_async[client] = openai.AsyncOpenAI(
                 api_key=self._key(),
                 base_url=self._resolved.base_url,
-                http_client=cast(Any, client.ahttp),
+                http_client=client.sdk_ahttp,
                 max_retries=0,
                 timeout=self.timeout,
                 default_headers=self.default_headers,

@@ -152,8 +152,12 @@ def test_sdk_clients_use_campus_transport_without_sdk_retries(make_chat: Any) ->
     llm = make_chat("sjtu:deepseek-chat", max_retries=3)
     assert llm.root_client.max_retries == 0
     assert llm.root_async_client.max_retries == 0
-    assert llm.root_client._client is llm.campus_client.http
-    assert llm.root_async_client._client is llm.campus_client.ahttp
+    assert llm.root_client._client is llm.campus_client.sdk_http
+    assert llm.root_async_client._client is llm.campus_client.sdk_ahttp
+    from campusllm.transport import AsyncCampusTransport, CampusTransport
+
+    assert isinstance(llm.root_client._client._transport, CampusTransport)
+    assert isinstance(llm.root_async_client._client._transport, AsyncCampusTransport)
 
 
 def test_responses_api_is_never_used(make_chat: Any, sim: Any) -> None:

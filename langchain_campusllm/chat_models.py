@@ -328,7 +328,10 @@ class ChatCampusLLM(BaseChatOpenAI):
         thinking = kwargs.pop("thinking", None)
         if thinking is None:
             thinking = self.thinking
-        messages = self._convert_input(input_).to_messages()
+        if isinstance(input_, list) and all(isinstance(m, BaseMessage) for m in input_):
+            messages = input_  # _generate/_stream already hand us messages: skip a conversion
+        else:
+            messages = self._convert_input(input_).to_messages()
         payload = super()._get_request_payload(messages, stop=stop, **kwargs)
 
         # Hand reasoning back to the wire layer; its policy decides what is sent.

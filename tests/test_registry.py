@@ -517,8 +517,9 @@ def test_estimate_tokens_cjk_and_ascii() -> None:
 def test_live_models_merge_into_the_catalog_and_report_drift(fresh_sim) -> None:
     import warnings
 
-    from campusllm.registry import Registry, get_registry, refresh_from_gateway, reset_registry
+    from campusllm.registry import Registry, get_registry, refresh_from_gateway
 
+    before = get_registry().provider("ecnu")
     gateway = Registry()  # what the gateway serves: one new model, one catalogued model gone
     gateway.register_model("ecnu", {"id": "ecnu-brand-new", "tools": True})
     retired = get_registry().provider("ecnu").models[-1].id
@@ -537,4 +538,4 @@ def test_live_models_merge_into_the_catalog_and_report_drift(fresh_sim) -> None:
         assert r.known and "/models" in r.model.note
         assert get_registry().drift("ecnu", ["ecnu-brand-new"]).missing_in_catalog == []
     finally:
-        reset_registry()
+        get_registry().register_provider(before)  # the sim and other tests share this registry

@@ -323,6 +323,16 @@ def test_registry_reasoning_shape_and_model_switch(sim: Simulator) -> None:
 )
 def test_thinking_switched_off_emits_no_reasoning(sim: Simulator, flag: dict[str, Any]) -> None:
     key = next(iter(flag["chat_template_kwargs"]))
+    if key == "thinking":
+        # DeepSeek V3.x served by vLLM/SGLang: no seed gateway runs it, so register one as a
+        # user would in the config file.
+        get_registry().register_model(
+            "maas",
+            {
+                "id": "deepseek-v3.2-vllm",
+                "reasoning": {"shape": "reasoning_content", "toggle": "thinking"},
+            },
+        )
     provider, model = chat_model(
         lambda m: m.reasoning.toggle == key and m.reasoning.shape != "none"
     )

@@ -15,6 +15,7 @@ import math
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 import unicodedata
@@ -142,6 +143,14 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512
     allow_reuse_address = True
     sim: Simulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up (resets, cancelled streams) are routine here; anything else
+        # is a simulator bug and is reported as usual.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -368,11 +368,16 @@ class Simulator:
 
     @property
     def registry(self) -> Registry:
-        if self._registry is None:
-            from ..registry import get_registry
+        """The registry given at construction, else the process-wide one *as it is now*.
 
-            self._registry = get_registry()
-        return self._registry
+        Not cached: models registered at runtime, and a registry reset after the user's
+        config changed, are what clients resolve against, so the simulator must see them too.
+        """
+        if self._registry is not None:
+            return self._registry
+        from ..registry import get_registry
+
+        return get_registry()
 
     def start(self) -> Simulator:
         """Bind and serve in a daemon thread; returns ``self``."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
@@ -29,58 +28,6 @@ def resolve_model(model: str | None, provider: str | None, base_url: str | None)
     return resolve(model, base_url=base_url)
 
 
-class ClientPool:
-    """The core client of one LlamaIndex object.
-
-    Async connections are per event loop inside the core transport, so one client serves
-    sync calls, ``asyncio.run`` after ``asyncio.run`` and LlamaIndex's own sync-over-async
-    helpers alike.
-
-    Example:
-        >>> pool = ClientPool(lambda: CampusClient(resolved, key))  # doctest: +SKIP
-        >>> pool.main.embed(["hi"]); await pool.for_loop().aembed(["hi"])  # doctest: +SKIP
-    """
-
-    def __init__(self, factory: Callable[[], CampusClient]) -> None:
-        self.main = factory()
-
-    def for_loop(self) -> CampusClient:
-        """The client for async calls (the same object; kept as the async entry point)."""
-        return self.main
-
-    def close(self) -> None:
-        """Close the client (async connections too when no loop is running)."""
-        self.main.close()
-
-    async def aclose(self) -> None:
-        """Close the client, including the running loop's async connections."""
-        await self.main.aclose()
-
-
-def build_clients(
-    resolved: ResolvedModel,
-    api_key: str | SecretStr | None,
-    *,
-    timeout: float,
-    max_retries: int | None,
-    rate_limits: RateLimits | dict[str, Any] | None = None,
-) -> tuple[SecretStr, ClientPool]:
-    """Look the key up (explicit > registry env vars) and build the core client pool."""
-    from campusllm.auth import get_api_key
-    from campusllm.client import CampusClient
-    from campusllm.registry import RateLimits
-    from campusllm.transport import RetryPolicy
-
-    key = get_api_key(resolved.provider, api_key)
-    retry = RetryPolicy(max_retries=max_retries) if max_retries is not None else None
-    limits = RateLimits(**rate_limits) if isinstance(rate_limits, dict) else rate_limits
-
-    def factory() -> CampusClient:
-        return CampusClient(resolved, key, timeout=timeout, retry=retry, limits=limits)
-
-    return key, ClientPool(factory)
-
-
 def campus_fields(
     model: str | None,
     provider: str | None,
@@ -89,12 +36,22 @@ def campus_fields(
     timeout: float,
     max_retries: int | None,
     rate_limits: RateLimits | dict[str, Any] | None,
-) -> tuple[dict[str, Any], ResolvedModel, ClientPool]:
-    """Resolve the model, build its client, and return the pydantic fields every class sets."""
+) -> tuple[dict[str, Any], ResolvedModel, CampusClient]:
+    """Resolve the model, build its core client, and return the fields every class sets.
+
+    One client serves sync and async calls: the core transport keeps async connections per
+    event loop, so ``asyncio.run`` after ``asyncio.run`` (and LlamaIndex's own sync-over-async
+    helpers) are safe.
+    """
+    from campusllm.auth import get_api_key
+    from campusllm.client import CampusClient
+    from campusllm.transport import RetryPolicy
+
     resolved = resolve_model(model, provider, base_url)
-    key, pool = build_clients(
-        resolved, api_key, timeout=timeout, max_retries=max_retries, rate_limits=rate_limits
-    )
+    key = get_api_key(resolved.provider, api_key)
+    retry = RetryPolicy(max_retries=max_retries) if max_retries is not None else None
+    limits = RateLimits(**rate_limits) if isinstance(rate_limits, dict) else rate_limits
+    client = CampusClient(resolved, key, timeout=timeout, retry=retry, limits=limits)
     fields = {
         "model": model or resolved.key,
         "provider": provider,
@@ -103,7 +60,7 @@ def campus_fields(
         "timeout": timeout,
         "max_retries": max_retries,
     }
-    return fields, resolved, pool
+    return fields, resolved, client
 
 
 class ClosableClient(BaseModel):
@@ -130,7 +87,7 @@ class ClosableClient(BaseModel):
     )
 
     _resolved: ResolvedModel = PrivateAttr()
-    _pool: ClientPool = PrivateAttr()
+    _core: CampusClient = PrivateAttr()
 
     def __init__(
         self,
@@ -145,13 +102,13 @@ class ClosableClient(BaseModel):
     ) -> None:
         if timeout is None:
             timeout = float(type(self).model_fields["timeout"].default)
-        fields, resolved, pool = campus_fields(
+        fields, resolved, client = campus_fields(
             model, provider, base_url, api_key, timeout, max_retries, kwargs.get("rate_limits")
         )
         self._init_kwargs(resolved, kwargs)
         super().__init__(**fields, **kwargs)
         self._resolved = resolved
-        self._pool = pool
+        self._core = client
 
     @classmethod
     def _init_kwargs(cls, resolved: ResolvedModel, kwargs: dict[str, Any]) -> None:
@@ -164,19 +121,16 @@ class ClosableClient(BaseModel):
 
     @property
     def _client(self) -> CampusClient:
-        # sync calls (and the first event loop's async calls) use this one
-        return self._pool.main
-
-    def _aclient(self) -> CampusClient:
-        return self._pool.for_loop()
+        # one client for sync and async: the core transport pools connections per loop
+        return self._core
 
     def close(self) -> None:
         """Close the HTTP connections (outside an event loop, the async ones too)."""
-        self._pool.close()
+        self._core.close()
 
     async def aclose(self) -> None:
         """Close the sync and async HTTP connections; call it in the loop that used them."""
-        await self._pool.aclose()
+        await self._core.aclose()
 
     def __enter__(self) -> Self:
         return self

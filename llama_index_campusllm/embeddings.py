@@ -69,7 +69,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         return self._client.embed([self._query_text(query)], dimensions=self.dimensions)[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        vecs = await self._aclient().aembed([self._query_text(query)], dimensions=self.dimensions)
+        vecs = await self._client.aembed([self._query_text(query)], dimensions=self.dimensions)
         return vecs[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -82,7 +82,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         return self._client.embed(texts, dimensions=self.dimensions, batch_size=self._batch_size)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._aclient().aembed(
+        return await self._client.aembed(
             texts,
             dimensions=self.dimensions,
             batch_size=self._batch_size,
@@ -125,7 +125,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
         ) as event:
-            vecs = await self._aclient().aembed(
+            vecs = await self._client.aembed(
                 list(texts),
                 dimensions=self.dimensions,
                 batch_size=self._batch_size,

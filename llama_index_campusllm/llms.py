@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,6 @@ from ._common import ClosableClient
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
-    from campusllm.client import CampusClient
     from campusllm.wire import Delta, StreamAssembler, ToolCall
 
 __all__ = ["CampusLLM", "to_wire_messages"]
@@ -318,9 +316,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     )
 
     _sdk_sync: Any = PrivateAttr(default=None)
-    _sdk_async: weakref.WeakKeyDictionary[CampusClient, Any] = PrivateAttr(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    _sdk_async: Any = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -356,37 +352,31 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         body["stream"] = stream
         return _sdk_kwargs(prepare_chat_payload(body, self._resolved, thinking=thinking))
 
+    def _sdk_kwargs(self, http_client: Any) -> dict[str, Any]:
+        return {
+            "api_key": self._key(),
+            "base_url": self._resolved.base_url,
+            # our client carries the core transport (limiter, retries)...
+            "http_client": http_client,
+            "max_retries": 0,  # ...so it is the one retry layer
+            "timeout": self.timeout,
+            "default_headers": self.default_headers,
+        }
+
     def _sdk(self) -> Any:
         if self._sdk_sync is None:
             import openai
 
-            self._sdk_sync = openai.OpenAI(
-                api_key=self._key(),
-                base_url=self._resolved.base_url,
-                # openai>=3 is typed for httpx2 but accepts httpx clients at runtime; ours
-                # carries the core transport (limiter, retries), so it must be this one.
-                http_client=self._client.sdk_http,
-                max_retries=0,  # the core transport is the one retry layer
-                timeout=self.timeout,
-                default_headers=self.default_headers,
-            )
+            self._sdk_sync = openai.OpenAI(**self._sdk_kwargs(self._client.sdk_http))
         return self._sdk_sync
 
     def _asdk(self) -> Any:
-        client = self._aclient()  # async connections belong to the running loop
-        sdk = self._sdk_async.get(client)
-        if sdk is None:
+        # one async SDK client: the core transport keeps connections per event loop
+        if self._sdk_async is None:
             import openai
 
-            sdk = self._sdk_async[client] = openai.AsyncOpenAI(
-                api_key=self._key(),
-                base_url=self._resolved.base_url,
-                http_client=client.sdk_ahttp,
-                max_retries=0,
-                timeout=self.timeout,
-                default_headers=self.default_headers,
-            )
-        return sdk
+            self._sdk_async = openai.AsyncOpenAI(**self._sdk_kwargs(self._client.sdk_ahttp))
+        return self._sdk_async
 
     def _key(self) -> str:
         assert self.api_key is not None  # set in __init__

@@ -112,7 +112,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._event_payload(nodes, query)
         ) as event:
-            results = await self._aclient().arerank(query, docs, top_n=self.top_n)
+            results = await self._client.arerank(query, docs, top_n=self.top_n)
             out = self._finish(nodes, results)
             event.on_end(payload={EventPayload.NODES: out})
         return out

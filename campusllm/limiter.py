@@ -57,8 +57,8 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter(rpm={self.rpm}, tpm={self.tpm}, window_s={self.window_s})"
 
-    def _try(self, tokens: int) -> float:
-        """Admit now (returns 0.0) or return how long to wait before trying again."""
+    def _try(self, tokens: int) -> float | tuple[float, int]:
+        """Admit now (returns the grant) or return how long to wait before trying again."""
         with self._lock:
             now = time.monotonic()
             if now < self._blocked_until:
@@ -76,23 +76,37 @@ class RateLimiter:
                     if self._used - freed + tokens <= self.tpm:
                         return ts - horizon
                 return grants[-1][0] - horizon
-            grants.append((now, tokens))
+            grant = (now, tokens)
+            grants.append(grant)
             self._used += tokens
-            return 0.0
+            return grant
 
-    def acquire(self, tokens: int = 0) -> None:
-        """Block the calling thread until a request of ``tokens`` fits the budget."""
+    def acquire(self, tokens: int = 0) -> tuple[float, int] | None:
+        """Block the calling thread until a request of ``tokens`` fits; return its grant."""
         if self.rpm is None and self.tpm is None and not self._blocked_until:
-            return
-        while (wait := self._try(max(0, int(tokens)))) > 0:
+            return None
+        while isinstance(wait := self._try(max(0, int(tokens))), float):
             time.sleep(wait + 0.0005)
+        return wait
 
-    async def aacquire(self, tokens: int = 0) -> None:
-        """Wait (without blocking the event loop) until a request fits the budget."""
+    async def aacquire(self, tokens: int = 0) -> tuple[float, int] | None:
+        """Wait (without blocking the event loop) until a request fits; return its grant."""
         if self.rpm is None and self.tpm is None and not self._blocked_until:
-            return
-        while (wait := self._try(max(0, int(tokens)))) > 0:
+            return None
+        while isinstance(wait := self._try(max(0, int(tokens))), float):
             await asyncio.sleep(wait + 0.0005)
+        return wait
+
+    def refund(self, grant: tuple[float, int] | None) -> None:
+        """Give a grant back: the gateway refused that request (429), so it used no quota."""
+        if grant is None:
+            return
+        with self._lock:
+            try:
+                self._grants.remove(grant)
+            except ValueError:  # already slid out of the window
+                return
+            self._used -= grant[1]
 
     def penalize(self, retry_after: float) -> None:
         """The gateway said 429: nobody on this key sends before ``now + retry_after``."""

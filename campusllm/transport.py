@@ -192,7 +192,9 @@ class _Base:
         request.headers["Authorization"] = value
         return request_tokens(request) if self.limiter is not None else 0
 
-    def _should_retry(self, response: httpx.Response, attempt: int) -> float | None:
+    def _should_retry(
+        self, response: httpx.Response, attempt: int, grant: Any = None
+    ) -> float | None:
         """Seconds to wait before resending, or None to hand this response to the caller."""
         if response.status_code not in RETRY_STATUS or attempt >= self.retry.max_retries:
             return None
@@ -200,6 +202,8 @@ class _Base:
         if ra is not None and ra > MAX_RETRY_AFTER_S:
             return None
         if response.status_code == 429 and self.limiter is not None:
+            # the gateway served nothing: the retry may reuse this slot once the wait is over
+            self.limiter.refund(grant)
             self.limiter.penalize(ra if ra is not None else self.retry.delay(attempt))
         wait = self.retry.delay(attempt, ra)
         log.debug(
@@ -257,8 +261,7 @@ class CampusTransport(_Base, httpx.BaseTransport):
         tokens = self._prepare(request)
         attempt = 0
         while True:
-            if self.limiter is not None:
-                self.limiter.acquire(tokens)
+            grant = self.limiter.acquire(tokens) if self.limiter is not None else None
             try:
                 response = self.inner.handle_request(request)
             except Exception as exc:
@@ -266,7 +269,7 @@ class CampusTransport(_Base, httpx.BaseTransport):
                 if wait is None:
                     raise
             else:
-                wait = self._should_retry(response, attempt)
+                wait = self._should_retry(response, attempt, grant)
                 if wait is None:
                     return response
                 response.close()
@@ -353,8 +356,7 @@ class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
         inner = self.inner
         attempt = 0
         while True:
-            if self.limiter is not None:
-                await self.limiter.aacquire(tokens)
+            grant = await self.limiter.aacquire(tokens) if self.limiter is not None else None
             try:
                 response = await inner.handle_async_request(request)
             except Exception as exc:
@@ -362,7 +364,7 @@ class AsyncCampusTransport(_Base, httpx.AsyncBaseTransport):
                 if wait is None:
                     raise
             else:
-                wait = self._should_retry(response, attempt)
+                wait = self._should_retry(response, attempt, grant)
                 if wait is None:
                     return response
                 await response.aclose()

@@ -383,3 +383,24 @@ def test_sdk_clients_share_the_limiter_and_map_their_errors(sim: Any) -> None:
     assert isinstance(as_httpx_error(err), httpx.ConnectError)
     assert isinstance(error_from_exception(err, c.resolved), UnreachableError)
     c.close()
+
+
+def test_a_429_gives_its_limiter_slot_back(sim: Any) -> None:
+    # rpm=2: without the refund, a 429 plus its retry plus one more request need 3 slots,
+    # i.e. a second window; with it they fit in the first.
+    window = 1.5
+    c = _client(
+        sim,
+        limits=RateLimits(rpm=2, window_s=window),
+        retry=RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.01),
+    )
+    sim.inject("status", status=429, times=1, retry_after_s=0.05)
+    t0 = time.monotonic()
+    assert _post_chat(c).status_code == 200
+    assert _post_chat(c).status_code == 200
+    assert sim.stats["requests"] == 3 and time.monotonic() - t0 < window / 2
+    lim = RateLimiter(rpm=1, tpm=None, window_s=10)
+    lim.refund(lim.acquire())
+    t1 = time.monotonic()
+    lim.acquire()  # the refunded slot is free again at once
+    assert time.monotonic() - t1 < 0.5

@@ -23,7 +23,7 @@ import pytest
 if TYPE_CHECKING:
     from .sim import Simulator
 
-__all__ = ["sim", "fresh_sim"]
+__all__ = ["sim", "fresh_sim", "live_model"]
 
 _session_sim: list[Simulator] = []
 
@@ -63,3 +63,29 @@ def _campusllm_sim_reset() -> Iterator[None]:
     yield
     for s in _session_sim:
         s.reset()
+
+
+_LIVE_DEFAULTS = {
+    "chat": "sjtu:deepseek-reasoner",
+    "embedding": "oneapi:qwen3-embedding-8b",
+    "rerank": "",
+}
+
+
+def live_model(kind: str) -> str:
+    """``"provider:model"`` for a live test of ``kind``, or skip the test.
+
+    Live tests run only with ``CAMPUSLLM_LIVE=1`` and a key for the model's provider;
+    ``CAMPUSLLM_LIVE_<KIND>_MODEL`` picks the model (e.g. ``CAMPUSLLM_LIVE_CHAT_MODEL``).
+    """
+    from .registry import resolve
+
+    if os.environ.get("CAMPUSLLM_LIVE") != "1":
+        pytest.skip("live tests need CAMPUSLLM_LIVE=1")
+    spec = os.environ.get(f"CAMPUSLLM_LIVE_{kind.upper()}_MODEL") or _LIVE_DEFAULTS.get(kind, "")
+    if not spec:
+        pytest.skip(f"set CAMPUSLLM_LIVE_{kind.upper()}_MODEL to run this live test")
+    provider = resolve(spec).provider
+    if not any(os.environ.get(v) for v in [*provider.key_env, "CAMPUSLLM_API_KEY"]):
+        pytest.skip(f"no key for {provider.name}: set {provider.key_env[0]}")
+    return spec

@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from campusllm.testing import live_model as _live_model
+
 pytestmark = pytest.mark.live
-
-
-def _live_model(key: str) -> str:
-    from campusllm.registry import resolve
-
-    if os.environ.get("CAMPUSLLM_LIVE") != "1":
-        pytest.skip("live tests need CAMPUSLLM_LIVE=1")
-    spec = os.environ.get(f"CAMPUSLLM_LIVE_{key.upper()}_MODEL") or {
-        "chat": "sjtu:deepseek-reasoner",
-        "embedding": "oneapi:qwen3-embedding-8b",
-        "rerank": "",
-    }.get(key, "")
-    if not spec:
-        pytest.skip(f"set CAMPUSLLM_LIVE_{key.upper()}_MODEL to run this live test")
-    provider = resolve(spec).provider
-    if not any(os.environ.get(v) for v in [*provider.key_env, "CAMPUSLLM_API_KEY"]):
-        pytest.skip(f"no key for {provider.name}: set {provider.key_env[0]}")
-    return spec
 
 
 def test_live_reasoning_chat_and_stream() -> None:

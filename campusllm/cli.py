@@ -199,6 +199,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if p.network_hint:
             print(f"  network  {p.network_hint}")
         if key is None:
+            worst = max(worst, 1 if args.provider else 0)
+            # no key, so no auth check: still tell whether the host answers at all
+            from .transport import error_from_exception
+
+            try:
+                r = httpx.get(resolved.base_url.rstrip("/") + "/models", timeout=args.timeout)
+                print(f"  reach    ok (HTTP {r.status_code}); auth not checked without a key")
+            except httpx.HTTPError as e:
+                worst = 1
+                err = error_from_exception(e, resolved)
+                print(f"  problem  {type(err).__name__}: {err}")
             continue
         from .client import CampusClient
 

@@ -74,6 +74,17 @@ def test_doctor_unreachable_mentions_vpn(monkeypatch, capsys) -> None:
     assert "VPN" in capsys.readouterr().out
 
 
+def test_doctor_without_key_still_checks_reachability(sim, monkeypatch, capsys) -> None:
+    for var in ("SJTU_API_KEY", "CAMPUSLLM_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CAMPUSLLM_CONFIG", "/nonexistent/campusllm.toml")
+    assert main(["doctor", "sjtu", "--base-url", sim.url("sjtu")]) == 1  # the key is missing
+    out = capsys.readouterr().out
+    assert "SJTU_API_KEY" in out and "reach    ok (HTTP 401)" in out
+    rc = main(["doctor", "sjtu", "--base-url", "http://127.0.0.1:9/api/v1", "--timeout", "2"])
+    assert rc == 1 and "VPN" in capsys.readouterr().out
+
+
 def test_sse_parser_rejects_garbage() -> None:
     with pytest.raises(ProtocolError):
         list(iter_sse_data(["data: {not json", ""]))

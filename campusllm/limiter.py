@@ -8,7 +8,7 @@ instances would each spend the whole quota.
 Example:
     >>> from campusllm.registry import RateLimits
     >>> lim = limiter_for("sjtu", "sk-example", RateLimits(rpm=10))
-    >>> lim.acquire(tokens=120)  # returns at once: the window is empty
+    >>> _ = lim.acquire(tokens=120)  # returns at once: the window is empty
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class RateLimiter:
     Example:
         >>> lim = RateLimiter(rpm=2, tpm=None, window_s=0.05)
         >>> for _ in range(3):
-        ...     lim.acquire()  # the third call waits ~0.05 s
+        ...     _ = lim.acquire()  # the third call waits ~0.05 s
     """
 
     def __init__(self, rpm: int | None, tpm: int | None, window_s: float = 60.0) -> None:

@@ -214,3 +214,25 @@ def test_no_key_looking_string_in_tracked_files() -> None:
         for m in KEY_RE.finditer(text):
             hits.append(f"{p.relative_to(ROOT)}: {m.group()[:6]}…")
     assert not hits, f"key-looking strings committed: {hits}"
+
+
+def _doctest_modules() -> list[str]:
+    names = []
+    for pkg in ("campusllm", "langchain_campusllm", "llama_index_campusllm"):
+        mod = importlib.import_module(pkg)
+        names.append(pkg)
+        for info in pkgutil.walk_packages(mod.__path__, prefix=pkg + "."):
+            if not info.name.endswith("__main__"):
+                names.append(info.name)
+    return names
+
+
+@pytest.mark.parametrize("name", _doctest_modules())
+def test_docstring_examples_run(name: str) -> None:
+    # The examples in docstrings are documentation users copy: they must work as written
+    # (network-bound ones carry +SKIP).
+    import doctest
+
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"

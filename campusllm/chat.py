@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .errors import CampusLLMError, ProtocolError, StreamInterruptedError, redact
+from .errors import CampusLLMError, ProtocolError, redact
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -162,17 +162,7 @@ class ChatCaller:
                 except httpx.HTTPError as e:
                     if not started:
                         raise error_from_exception(e, self.resolved) from e
-                    partial = assembler.message()
-                    raise StreamInterruptedError(
-                        f"The stream from {self.resolved.key} broke after output had started.",
-                        hint="The partial output is kept on this error; the request was not "
-                        "retried so nothing is duplicated.",
-                        partial_content=partial.content,
-                        partial_reasoning=partial.reasoning,
-                        partial_tool_calls=[vars(tc) for tc in partial.tool_calls],
-                        provider=self.resolved.provider.name,
-                        model=self.resolved.model.id,
-                    ) from e
+                    raise assembler.interrupted(self.resolved, type(e).__name__) from e
                 yield assembler.finish()
         except CampusLLMError:
             raise

@@ -32,7 +32,13 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadRequestError, CapabilityError, ProtocolError, redact
+from .errors import (
+    BadRequestError,
+    CapabilityError,
+    ProtocolError,
+    StreamInterruptedError,
+    redact,
+)
 
 if TYPE_CHECKING:
     from .registry import ModelSpec, ReasoningSpec, ResolvedModel
@@ -708,6 +714,25 @@ class StreamAssembler:
             usage=self.usage,
             model=self.model,
             id=self.id,
+        )
+
+    def interrupted(self, resolved: ResolvedModel, cause: str = "") -> StreamInterruptedError:
+        """The error for a stream that broke after output began, carrying everything so far."""
+        partial = self.message()
+        return StreamInterruptedError(
+            f"The stream from {resolved.key} broke after output had started"
+            + (f": {cause}" if cause else "."),
+            hint="The partial output is kept on this error (partial_content, "
+            "partial_reasoning, partial_tool_calls); the request was not retried, so nothing "
+            "is duplicated.",
+            partial_content=partial.content,
+            partial_reasoning=partial.reasoning,
+            partial_tool_calls=[
+                {"index": tc.index, "id": tc.id, "name": tc.name, "arguments": tc.arguments}
+                for tc in partial.tool_calls
+            ],
+            provider=resolved.provider.name,
+            model=resolved.model.id,
         )
 
 

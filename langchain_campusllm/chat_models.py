@@ -38,7 +38,6 @@ from campusllm.errors import (
     CapabilityError,
     ConfigError,
     ProtocolError,
-    StreamInterruptedError,
     redact,
 )
 from campusllm.registry import RateLimits, ResolvedModel
@@ -455,21 +454,9 @@ class ChatCampusLLM(BaseChatOpenAI):
 
     def _interrupted(self, exc: BaseException, state: _StreamState) -> CampusLLMError:
         mapped = self._map_error(exc)
-        partial = state.assembler.message()
-        return StreamInterruptedError(
-            f"The stream from {self._resolved.key} broke after output had started: {mapped}",
-            hint="The partial output is kept on this error (partial_content, "
-            "partial_reasoning); the request was not retried, so nothing is duplicated.",
-            partial_content=partial.content,
-            partial_reasoning=partial.reasoning,
-            partial_tool_calls=[
-                {"index": tc.index, "id": tc.id, "name": tc.name, "arguments": tc.arguments}
-                for tc in partial.tool_calls
-            ],
-            provider=self._resolved.provider.name,
-            model=self._resolved.model.id,
-            status_code=getattr(mapped, "status_code", None),
-        )
+        err = state.assembler.interrupted(self._resolved, str(mapped))
+        err.status_code = getattr(mapped, "status_code", None)
+        return err
 
     def _stream_error(self, exc: Exception, state: _StreamState) -> BaseException:
         """The error a failing stream raises (``exc`` itself when it is not ours to type)."""

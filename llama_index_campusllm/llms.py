@@ -390,8 +390,6 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     def _interrupted(self, exc: BaseException, state: _StreamState) -> Exception:
         import openai
 
-        from campusllm.errors import StreamInterruptedError
-
         # A connection or framing failure breaks the stream; an error event the gateway sent
         # (openai.APIError) is its answer and maps to a typed error like any other.
         broken = not isinstance(exc, openai.OpenAIError) or isinstance(
@@ -399,17 +397,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         )
         if not (state.started and broken):
             return self._error(exc)
-        partial = state.asm.message()
-        return StreamInterruptedError(
-            f"The stream from {self._resolved.key} broke after output had started.",
-            hint="The partial output is kept on this error; the request was not retried so "
-            "nothing is duplicated.",
-            partial_content=partial.content,
-            partial_reasoning=partial.reasoning,
-            partial_tool_calls=[vars(tc) for tc in partial.tool_calls],
-            provider=self._resolved.provider.name,
-            model=self._resolved.model.id,
-        )
+        return state.asm.interrupted(self._resolved, str(self._error(exc)))
 
     def _response(self, raw: Any) -> ChatResponse:
         from campusllm.wire import parse_completion

@@ -19,7 +19,7 @@ import pytest
 
 from campusllm.registry import get_registry
 from campusllm.sim import SIM_KEY, Simulator
-from campusllm.sim.server import fixture_bytes, fixture_sse
+from campusllm.sim.replays import fixture_bytes, fixture_sse
 
 AUTH = {"Authorization": f"Bearer {SIM_KEY}"}
 

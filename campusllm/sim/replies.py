@@ -20,12 +20,15 @@ from typing import Any
 from ..tokens import estimate_tokens
 
 __all__ = [
+    "DONE",
+    "SHAPES",
     "Reply",
     "SimToolCall",
     "choose_tools",
     "completion_body",
     "embed_text",
     "encode_embedding",
+    "input_tokens",
     "lexical_score",
     "message_text",
     "prompt_tokens",
@@ -130,6 +133,23 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     elif isinstance(prompt, list):
         total += sum(estimate_tokens(p) for p in prompt if isinstance(p, str) and p)
     return max(total, 1)
+
+
+def input_tokens(body: Any) -> int:
+    """Tokens an embedding or rerank request costs against TPM: its inputs, query, documents."""
+    if not isinstance(body, dict):
+        return 0
+    texts: list[str] = []
+    inp = body.get("input")
+    if isinstance(inp, str):
+        texts.append(inp)
+    elif isinstance(inp, list):
+        texts.extend(x for x in inp if isinstance(x, str))
+    if isinstance(body.get("query"), str):
+        texts.append(body["query"])
+    for d in body.get("documents") or body.get("texts") or []:
+        texts.append(d if isinstance(d, str) else str((d or {}).get("text", "")))
+    return sum(estimate_tokens(t) for t in texts if t)
 
 
 # --------------------------------------------------------------------------- tools and schemas

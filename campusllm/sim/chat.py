@@ -25,14 +25,13 @@ from .replies import (
     SHAPES,
     Reply,
     SimToolCall,
-    choose_tools,
     completion_body,
     message_text,
     prompt_tokens,
-    sample_from_schema,
     stream_events,
 )
 from .routes import lookup_model
+from .sampling import choose_tools, sample_from_schema
 from .state import SimState
 
 __all__ = ["SHAPE_HEADER", "chat"]

@@ -14,16 +14,9 @@ from ..tokens import estimate_tokens
 from .faults import Fault, send_body, send_events
 from .http import Abort, Handler, error_body
 from .replays import fixture_bytes
-from .replies import (
-    embed_text,
-    encode_embedding,
-    input_tokens,
-    lexical_score,
-    prompt_tokens,
-    text_completion_body,
-    text_completion_events,
-)
+from .replies import input_tokens, prompt_tokens, text_completion_body, text_completion_events
 from .state import SimState
+from .vectors import embed_text, encode_embedding, lexical_score
 
 __all__ = ["completions", "embeddings", "lookup_model", "models", "rerank"]
 

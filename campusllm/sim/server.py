@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..registry import ProviderSpec, Registry
 from .faults import FAULT_KINDS, Fault, FaultQueue
 from .http import Handler, SimHTTPServer, error_body
@@ -46,6 +47,11 @@ class Simulator:
         enforce_limits: apply each provider's catalogued RPM/TPM per key.
         retry_after: send a Retry-After header with 429s.
         registry: the registry to serve (default: the process-wide one, as it is at each request).
+        clock: the time quota windows, and the Retry-After values computed from them, are
+            measured on (default: the system clock). A :class:`~campusllm.clock.ManualClock`
+            makes limit tests independent of how loaded the machine is. Delays written on the
+            socket (``slow_first_byte``, chunk delays) stay on real time: they exist to be seen
+            by a client's real timeouts.
 
     Example:
         >>> from campusllm.sim import SIM_KEY, Simulator
@@ -68,12 +74,14 @@ class Simulator:
         enforce_limits: bool = False,
         retry_after: bool = True,
         registry: Registry | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._state = SimState(registry, retry_after=retry_after)
         self._faults = FaultQueue()
-        self._quotas = Quotas(window_s=window_s, enforce_catalogued=enforce_limits)
+        self._quotas = Quotas(self.clock, window_s=window_s, enforce_catalogued=enforce_limits)
         self._router = Router(self._state, self._faults, self._quotas, self._control)
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None

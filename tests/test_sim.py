@@ -804,6 +804,100 @@ def test_malformed_faults(sim: Simulator) -> None:
     assert r.text.endswith("data: [DONE]\n\n")
 
 
+def stream_raw(sim: Simulator, provider: str, body: dict[str, Any]) -> tuple[httpx.Response, str]:
+    """The whole SSE body; reading it raises if the body does not end properly."""
+    url = sim.url(provider) + "/chat/completions"
+    with httpx.stream("POST", url, headers=AUTH, json=body, timeout=10) as r:
+        raw = r.read().decode()
+    return r, raw
+
+
+def answer_chunks(events: list[str]) -> list[Any]:
+    """Decoded ``data:`` chunks, each checked to carry no finish_reason."""
+    chunks = []
+    for e in events:
+        assert e.startswith("data: ") and "\n" not in e, e
+        chunk = json.loads(e[len("data: ") :])
+        assert [c.get("finish_reason") for c in chunk["choices"]] == [None], chunk
+        chunks.append(chunk)
+    return chunks
+
+
+@pytest.mark.parametrize("kind", ["error_mid_stream", "error_event_mid_stream"])
+def test_error_mid_stream_sends_the_gateway_error_after_some_chunks(
+    sim: Simulator, kind: str
+) -> None:
+    import openai
+
+    provider, model = chat_model()
+    body = {
+        "model": model,
+        "messages": say("x"),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "sim": {"chunks": 20},
+    }
+    sim.inject(kind, status=503, after_chunks=3)
+    r, raw = stream_raw(sim, provider, body)
+    assert r.status_code == 200 and r.headers["connection"] == "close"
+    *answer, last = [e for e in raw.split("\n\n") if e]
+    assert len(answer_chunks(answer)) == 3
+    lines = last.split("\n")
+    if kind == "error_event_mid_stream":
+        assert lines.pop(0) == "event: error"
+    assert len(lines) == 1 and lines[0].startswith("data: ")
+    err = json.loads(lines[0][len("data: ") :])["error"]
+    assert err["code"] == "503" and err["type"] == "server_error" and "503" in err["message"]
+    assert "[DONE]" not in raw
+    # What a client built on the openai SDK sees: three chunks, then the gateway's error.
+    client = openai.OpenAI(base_url=sim.url(provider), api_key=SIM_KEY, max_retries=0)
+    sim.inject(kind, status=429, after_chunks=3)
+    got = []
+    with pytest.raises(openai.APIError, match="mid-stream") as info:
+        for chunk in client.chat.completions.create(
+            model=model, messages=say("x"), stream=True, extra_body={"sim": {"chunks": 20}}
+        ):
+            got.append(chunk)
+    assert len(got) == 3 and info.value.body == {
+        "message": "simulated upstream error mid-stream (429)",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "429",
+    }
+    # Without a stream there is nothing to interrupt: the error is the response.
+    sim.inject(kind, status=502)
+    r = post(sim, provider, "/chat/completions", dict(body, stream=False))
+    assert r.status_code == 502 and r.json()["error"]["code"] == "502"
+    assert post(sim, provider, "/chat/completions", body).status_code == 200
+    assert sim.stats["faults"] == 3
+
+
+def test_truncate_stream_ends_cleanly_without_finish_reason_or_done(sim: Simulator) -> None:
+    provider, model = chat_model()
+    body = {"model": model, "messages": say("x"), "stream": True, "sim": {"chunks": 20}}
+    sim.inject("truncate_stream", after_chunks=4)
+    r, raw = stream_raw(sim, provider, body)
+    assert r.status_code == 200 and r.headers["connection"] == "close"
+    chunks = answer_chunks([e for e in raw.split("\n\n") if e])
+    assert len(chunks) == 4 and "[DONE]" not in raw
+    # A documented stream shorter than after_chunks still loses its finish chunk and [DONE].
+    sim.inject("truncate_stream", after_chunks=100)
+    documented = {
+        "messages": [{"role": "user", "content": "你好呀"}],
+        "stream": True,
+        "model": "ecnu-plus",
+    }
+    _, raw = stream_raw(sim, "ecnu", documented)
+    full = [e for e in fixture_sse("ecnu_plus_hello_stream").decode().split("\n\n") if e]
+    assert [e for e in raw.split("\n\n") if e] == full[:-2]
+    answer_chunks(full[:-2])
+    # Without a stream: half a body, then the connection closes.
+    sim.inject("truncate_stream")
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(sim, provider, "/chat/completions", dict(body, stream=False))
+    assert sse_payloads(post(sim, provider, "/chat/completions", body).text)
+
+
 def test_slow_first_byte_delays_the_headers(sim: Simulator) -> None:
     provider, model = chat_model()
     sim.inject("slow_first_byte", delay_s=0.3)

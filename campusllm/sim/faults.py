@@ -45,6 +45,9 @@ FAULT_KINDS = (
     "malformed_sse",
     "slow_first_byte",
     "error_200",
+    "error_mid_stream",
+    "error_event_mid_stream",
+    "truncate_stream",
 )
 
 # new-api's wording when its upstream pool is saturated, sent with HTTP 200.
@@ -148,6 +151,10 @@ def before_response(h: Handler, fault: Fault, *, stream: bool, retry_after: bool
     elif kind in ("malformed_json", "malformed_sse") and not stream:
         h.send_bytes(200, _BROKEN_JSON)
         raise Abort
+    elif kind in ("error_mid_stream", "error_event_mid_stream") and not stream:
+        # Without a stream there is nothing to interrupt: the error is the whole response.
+        h.send_json(fault.status, _mid_stream_error(fault))
+        raise Abort
 
 
 def _send_status(h: Handler, fault: Fault, *, retry_after: bool) -> None:
@@ -165,6 +172,32 @@ def _send_status(h: Handler, fault: Fault, *, retry_after: bool) -> None:
         h.send_json(st, error_body(f"simulated upstream error ({st})", typ, st), headers)
 
 
+def _mid_stream_error(fault: Fault) -> dict[str, Any]:
+    """The error LiteLLM's proxy writes when its upstream fails (``code``: the status, as text)."""
+    st = fault.status
+    typ = "rate_limit_error" if st == 429 else "server_error"
+    return error_body(f"simulated upstream error mid-stream ({st})", typ, str(st))
+
+
+def _is_body_event(event: bytes) -> bool:
+    """A chunk carrying part of the answer: not ``[DONE]``, a finish chunk or a usage chunk."""
+    if not event.startswith(b"data: ") or event.strip() == DONE.strip():
+        return False
+    try:
+        obj = json.loads(event[len(b"data: ") :])
+    except ValueError:
+        return True
+    choices = obj.get("choices") if isinstance(obj, dict) else None
+    if not choices:
+        return False
+    return not any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
+def _answer_events(events: Sequence[bytes], n: int) -> list[bytes]:
+    """The first ``n`` events that carry part of the answer."""
+    return [e for e in events if _is_body_event(e)][:n]
+
+
 def send_events(
     h: Handler, events: Sequence[bytes], fault: Fault | None, delay_s: float = 0.0
 ) -> None:
@@ -175,6 +208,22 @@ def send_events(
         h.start_sse()
         h.write_events(events[: fault.after_chunks], delay_s=delay_s)
         h.hang_up()
+    if fault is not None and kind in ("error_mid_stream", "error_event_mid_stream"):
+        # The answer so far, then the error as one more event; the body ends properly and
+        # the connection closes, with neither a finish_reason nor [DONE].
+        err = _event(_mid_stream_error(fault))
+        if kind == "error_event_mid_stream":
+            err = b"event: error\n" + err
+        h.start_sse(close=True)
+        h.write_events([*_answer_events(events, fault.after_chunks), err], delay_s=delay_s)
+        h.end_sse()
+        return
+    if fault is not None and kind == "truncate_stream":
+        # A clean end of the body and of the connection, but the answer stops half-way.
+        h.start_sse(close=True)
+        h.write_events(_answer_events(events, fault.after_chunks), delay_s=delay_s)
+        h.end_sse()
+        return
     if fault is not None and kind in ("malformed_sse", "malformed_json"):
         k = min(fault.after_chunks, max(len(events) - 1, 0))
         events = [*events[:k], _BROKEN_EVENT, *events[k:]]
@@ -189,9 +238,9 @@ def send_raw_sse(h: Handler, data: bytes, fault: Fault | None) -> None:
 def send_body(h: Handler, obj: Any, fault: Fault | None) -> None:
     """A 200 JSON response (``obj``: bytes as they are, else JSON-encoded), broken by ``fault``.
 
-    ``reset_mid_stream`` sends half of the body and hangs up.
+    ``reset_mid_stream`` and ``truncate_stream`` send half of the body and hang up.
     """
     body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode()
-    if fault is not None and fault.kind == "reset_mid_stream":
+    if fault is not None and fault.kind in ("reset_mid_stream", "truncate_stream"):
         h.send_cut_body(body, len(body) // 2)
     h.send_bytes(200, body)

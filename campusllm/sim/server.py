@@ -228,8 +228,30 @@ class Simulator:
         - ``slow_first_byte``: wait ``delay_s`` seconds of real time before answering normally.
         - ``error_200``: new-api's "upstream saturated" error with HTTP 200 (as the only SSE
           event, then ``[DONE]``, on a stream).
+        - ``error_mid_stream``: what LiteLLM's proxy sends when the upstream fails during a
+          stream: ``after_chunks`` events of the answer, then
+          ``data: {"error": {"message", "type", "param", "code": "<status>"}}`` (``type``:
+          ``server_error``, ``rate_limit_error`` for 429), then the body ends and the
+          connection closes, with neither a ``finish_reason`` nor ``[DONE]``. Without a
+          stream: that error object with HTTP ``status``.
+        - ``error_event_mid_stream``: the same, the error sent as an SSE ``event: error`` line
+          followed by its ``data:`` line.
+        - ``truncate_stream``: ``after_chunks`` events of the answer, then a clean end of the
+          body and of the connection, with neither a ``finish_reason`` nor ``[DONE]`` (an
+          upstream that went away quietly). Without a stream, like ``reset_mid_stream``.
 
-        ``times`` counts matching requests; faults are taken oldest first.
+        For ``error_mid_stream``, ``error_event_mid_stream`` and ``truncate_stream``,
+        ``after_chunks`` counts only events that carry part of the answer (the first,
+        role-only chunk included); the finish chunk, the usage chunk and ``[DONE]`` never go
+        out.
+
+        ``times`` counts matching requests; faults are taken oldest first. An unknown ``kind``
+        raises ``ValueError``.
+
+        Example:
+            >>> with Simulator() as sim:
+            ...     sim.inject("error_mid_stream", status=503, after_chunks=3)
+            ...     sim.inject("truncate_stream", path_contains="/chat/completions")
         """
         fault = Fault(kind, times, status, after_chunks, delay_s, path_contains, retry_after_s)
         self._faults.add(fault)

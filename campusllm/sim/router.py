@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..registry import ProviderSpec, Registry
 from .chat import chat
 from .faults import FaultQueue, before_response
 from .http import Handler, authenticate, error_body
@@ -51,21 +52,44 @@ def route_of(path: str) -> str | None:
 class Router:
     """The :class:`~campusllm.sim.http.App` behind the HTTP server.
 
+    ``registry`` is called at every request: it returns the registry to serve *as it is
+    now*, so models registered at runtime are served at once. ``retry_after`` says whether
+    429s (refused by a quota or injected) carry a Retry-After header.
+
     Example:
         >>> from campusllm.sim.faults import FaultQueue
         >>> from campusllm.sim.http import SimHTTPServer
-        >>> router = Router(SimState(), FaultQueue(), Quotas(), control=lambda *a: None)
+        >>> from campusllm.registry import get_registry
+        >>> router = Router(
+        ...     SimState(), FaultQueue(), Quotas(), control=lambda *a: None, registry=get_registry
+        ... )
         >>> server = SimHTTPServer(("127.0.0.1", 0), router)  # serve it as Simulator does
         >>> server.server_close()
     """
 
     def __init__(
-        self, state: SimState, faults: FaultQueue, quotas: Quotas, control: ControlRoute
+        self,
+        state: SimState,
+        faults: FaultQueue,
+        quotas: Quotas,
+        control: ControlRoute,
+        registry: Callable[[], Registry],
+        *,
+        retry_after: bool = True,
     ) -> None:
         self.state = state
         self.faults = faults
         self.quotas = quotas
         self.control = control
+        self.registry = registry
+        self.retry_after = retry_after
+
+    def provider(self, name: str) -> ProviderSpec | None:
+        """The provider served under ``/<name>/``, or ``None``."""
+        try:
+            return self.registry().provider(name)
+        except Exception:
+            return None
 
     def count(self, key: str, n: int = 1) -> None:
         self.state.count(key, n)
@@ -84,7 +108,7 @@ class Router:
         if parts[0] == "_sim" or path == "/":
             state.record(method, path, None, h.headers.items(), body)
             return self.control(h, method, path, body)
-        provider = state.provider(parts[0])
+        provider = self.provider(parts[0])
         state.record(method, path, provider.name if provider else None, h.headers.items(), body)
         if provider is None:
             return h.send_json(404, error_body(f"no provider {parts[0]!r} on this simulator"))
@@ -96,7 +120,7 @@ class Router:
         stream = bool(isinstance(body, dict) and body.get("stream"))
         if fault is not None:
             state.count("faults")
-            before_response(h, fault, stream=stream, retry_after=state.retry_after)
+            before_response(h, fault, stream=stream, retry_after=self.retry_after)
         if bad_json is not None or (method == "POST" and not isinstance(body, dict)):
             return h.send_json(400, error_body(f"request body is not a JSON object: {bad_json}"))
         if route == "models":
@@ -107,7 +131,7 @@ class Router:
             tokens = input_tokens(body)
         refusal = self.quotas.admit(provider, key, tokens)
         if refusal is not None:
-            return send_too_many(h, provider.name, refusal, retry_after=state.retry_after)
+            return send_too_many(h, provider.name, refusal, retry_after=self.retry_after)
         state.count(route)
         if route == "models":
             return models(h, provider)

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..registry import ProviderSpec, Registry
+from ..registry import ProviderSpec, Registry, get_registry
 from .faults import FAULT_KINDS, Fault, FaultQueue
 from .http import Handler, SimHTTPServer, error_body
 from .limits import Quotas
@@ -79,10 +79,18 @@ class Simulator:
         self.host = host
         self.port = port
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
-        self._state = SimState(registry, retry_after=retry_after)
+        self._registry = registry
+        self._state = SimState()
         self._faults = FaultQueue()
         self._quotas = Quotas(self.clock, window_s=window_s, enforce_catalogued=enforce_limits)
-        self._router = Router(self._state, self._faults, self._quotas, self._control)
+        self._router = Router(
+            self._state,
+            self._faults,
+            self._quotas,
+            self._control,
+            lambda: self.registry,
+            retry_after=retry_after,
+        )
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -90,8 +98,12 @@ class Simulator:
 
     @property
     def registry(self) -> Registry:
-        """The registry given at construction, else the process-wide one *as it is now*."""
-        return self._state.registry
+        """The registry given at construction, else the process-wide one *as it is now*.
+
+        Not cached: models registered at runtime, and a registry reset after the user's
+        config changed, are what clients resolve against, so the simulator must see them too.
+        """
+        return self._registry if self._registry is not None else get_registry()
 
     @property
     def window_s(self) -> float:
@@ -114,11 +126,11 @@ class Simulator:
     @property
     def retry_after(self) -> bool:
         """Whether 429s carry a Retry-After header (kept by :meth:`reset`)."""
-        return self._state.retry_after
+        return self._router.retry_after
 
     @retry_after.setter
     def retry_after(self, value: bool) -> None:
-        self._state.retry_after = value
+        self._router.retry_after = value
 
     @property
     def requests(self) -> list[dict[str, Any]]:

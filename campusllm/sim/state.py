@@ -11,15 +11,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..registry import ProviderSpec, Registry, get_registry
-
 __all__ = ["SimState"]
 
 _MAX_REQUESTS = 20000  # the request log is bounded so long benchmarks do not grow without end
 
 
 class SimState:
-    """The simulator's thread-safe bookkeeping (``registry``: ``None`` for the process-wide one).
+    """The simulator's thread-safe bookkeeping.
 
     Example:
         >>> state = SimState()
@@ -30,53 +28,34 @@ class SimState:
         'chatcmpl-sim-000001'
     """
 
-    def __init__(self, registry: Registry | None = None, *, retry_after: bool = True) -> None:
-        self._registry = registry
-        self.retry_after = retry_after
-        """Whether 429s carry a Retry-After header (read at every request)."""
-        self.lock = threading.Lock()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.stats: dict[str, int] = collections.Counter()
         self._seq = 0
         self._scripts: dict[str, collections.deque[dict[str, Any]]] = {}
 
-    @property
-    def registry(self) -> Registry:
-        """The registry given at construction, else the process-wide one *as it is now*.
-
-        Not cached: models registered at runtime, and a registry reset after the user's
-        config changed, are what clients resolve against, so the simulator must see them too.
-        """
-        return self._registry if self._registry is not None else get_registry()
-
-    def provider(self, name: str) -> ProviderSpec | None:
-        """The provider served under ``/<name>/``, or ``None``."""
-        try:
-            return self.registry.provider(name)
-        except Exception:
-            return None
-
     def count(self, key: str, n: int = 1) -> None:
         """Add ``n`` to the statistic ``key``."""
-        with self.lock:
+        with self._lock:
             self.stats[key] = self.stats.get(key, 0) + n
 
     def next_id(self, prefix: str) -> str:
         """A fresh response id, e.g. ``chatcmpl-sim-000042``."""
-        with self.lock:
+        with self._lock:
             self._seq += 1
             return f"{prefix}-sim-{self._seq:06d}"
 
     def add_script(self, model: str, replies: Iterable[Mapping[str, Any]]) -> None:
         """Queue ``replies`` for ``model`` (matched case-insensitively)."""
-        with self.lock:
+        with self._lock:
             self._scripts.setdefault(model.lower(), collections.deque()).extend(
                 dict(r) for r in replies
             )
 
     def take_script(self, names: Iterable[str]) -> dict[str, Any] | None:
         """The next scripted reply queued under any of ``names``, else ``None``."""
-        with self.lock:
+        with self._lock:
             for name in names:
                 q = self._scripts.get(name.lower())
                 if q:
@@ -101,7 +80,7 @@ class SimState:
             clean[lk] = v
         rec = {"method": method, "path": path, "provider": provider, "headers": clean}
         rec["json"] = body
-        with self.lock:
+        with self._lock:
             self.requests.append(rec)
             if len(self.requests) > _MAX_REQUESTS:
                 del self.requests[: _MAX_REQUESTS // 2]
@@ -109,12 +88,12 @@ class SimState:
 
     def snapshot(self) -> tuple[dict[str, int], list[dict[str, Any]]]:
         """Copies of the statistics and the request log, taken together."""
-        with self.lock:
+        with self._lock:
             return dict(self.stats), list(self.requests)
 
     def clear(self) -> None:
         """Forget requests, statistics and scripts."""
-        with self.lock:
+        with self._lock:
             self.requests.clear()
             self.stats.clear()
             self._scripts.clear()

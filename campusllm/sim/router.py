@@ -92,9 +92,11 @@ class Router:
             return None
 
     def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to the statistic ``key``."""
         self.state.count(key, n)
 
     def handle(self, h: Handler, method: str, raw: bytes) -> None:
+        """Answer one request (``raw``: its body bytes) through ``h``."""
         path = h.path.split("?", 1)[0]
         body: Any = None
         bad_json: str | None = None

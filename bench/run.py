@@ -344,7 +344,7 @@ def bench_stream(sim: SimProcess, rep: Report, quick: bool) -> None:
 
 def _check_vectors(model_id: str, docs: list[str], vectors: list[list[float]], dims: int) -> int:
     """How many vectors are missing, misplaced or wrong (the simulator's are deterministic)."""
-    from campusllm.sim.replies import embed_text
+    from campusllm.sim.vectors import embed_text
 
     if len(vectors) != len(docs):
         return abs(len(vectors) - len(docs)) + sum(1 for v in vectors if len(v) != dims)

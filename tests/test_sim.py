@@ -12,14 +12,16 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from campusllm.clock import ManualClock
 from campusllm.registry import get_registry
 from campusllm.sim import SIM_KEY, Simulator
-from campusllm.sim.server import fixture_bytes, fixture_sse
+from campusllm.sim.replays import fixture_bytes, fixture_sse
 
 AUTH = {"Authorization": f"Bearer {SIM_KEY}"}
 
@@ -662,14 +664,31 @@ def test_auth_bearer_and_raw_schemes(sim: Simulator) -> None:
     assert recorded and not any("sk-" in h for h in recorded)
 
 
-def test_rpm_limit_gives_429_with_retry_after_then_recovers(sim: Simulator) -> None:
+# Quota windows run on a ManualClock: time moves only when a test advances it, so a loaded
+# machine cannot slide a window between two requests that were meant to share it.
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(start=1000.0)
+
+
+@pytest.fixture
+def clocked_sim(clock: ManualClock) -> Iterator[Simulator]:
+    with Simulator(clock=clock) as s:
+        yield s
+
+
+def test_rpm_limit_gives_429_with_retry_after_then_recovers(
+    clocked_sim: Simulator, clock: ManualClock
+) -> None:
+    sim = clocked_sim
     provider, model = chat_model()
-    sim.set_limits(provider, rpm=2, window_s=0.4)
+    sim.set_limits(provider, rpm=2, window_s=60)
     body = {"model": model, "messages": say("x")}
     codes = [post(sim, provider, "/chat/completions", body) for _ in range(3)]
     assert [r.status_code for r in codes] == [200, 200, 429]
-    ra = float(codes[2].headers["Retry-After"])
-    assert 0 < ra <= 0.4
+    assert codes[2].headers["Retry-After"] == "60"  # the whole window: all three at one instant
     assert codes[2].json()["error"]["code"] == "rate_limit_exceeded"
     assert sim.stats["429"] == 1
     # another key has its own window
@@ -677,30 +696,38 @@ def test_rpm_limit_gives_429_with_retry_after_then_recovers(sim: Simulator) -> N
         sim, provider, "/chat/completions", body, headers={"Authorization": "Bearer sk-sim-other"}
     )
     assert other.status_code == 200
-    time.sleep(ra + 0.02)
+    clock.advance(59.5)  # Retry-After counts down on the simulator's clock
+    r = post(sim, provider, "/chat/completions", body)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "0.50"
+    clock.advance(0.5)
     assert post(sim, provider, "/chat/completions", body).status_code == 200
 
 
-def test_tpm_limit_counts_prompt_tokens(fresh_sim: Simulator) -> None:
+def test_tpm_limit_counts_prompt_tokens(clocked_sim: Simulator, clock: ManualClock) -> None:
+    sim = clocked_sim
     provider, model = chat_model()
-    fresh_sim.retry_after = False
-    fresh_sim.set_limits(provider, tpm=30, window_s=5)
+    sim.retry_after = False
+    sim.set_limits(provider, tpm=30, window_s=5)
     body = {"model": model, "messages": say("字" * 20)}
-    assert post(fresh_sim, provider, "/chat/completions", body).status_code == 200
-    r = post(fresh_sim, provider, "/chat/completions", body)
+    assert post(sim, provider, "/chat/completions", body).status_code == 200
+    clock.advance(4.5)  # still inside the window: the first request's tokens still count
+    r = post(sim, provider, "/chat/completions", body)
     assert r.status_code == 429 and "Retry-After" not in r.headers
+    clock.advance(0.5)
+    assert post(sim, provider, "/chat/completions", body).status_code == 200
 
 
-def test_enforce_limits_uses_the_catalogued_rpm() -> None:
+def test_enforce_limits_uses_the_catalogued_rpm(clock: ManualClock) -> None:
     p = next(p for p in get_registry().providers() if p.limits.rpm and p.models)
     rpm = p.limits.rpm or 0
     model = next(m.id for m in p.models if m.kind == "chat")
-    with Simulator(window_s=0.5, enforce_limits=True) as s:
-        codes = [
-            post(s, p.name, "/chat/completions", {"model": model, "messages": say("x")}).status_code
-            for _ in range(rpm + 1)
-        ]
+    body = {"model": model, "messages": say("x")}
+    with Simulator(window_s=60, enforce_limits=True, clock=clock) as s:
+        codes = [post(s, p.name, "/chat/completions", body).status_code for _ in range(rpm + 1)]
+        clock.advance(60)
+        after_window = post(s, p.name, "/chat/completions", body).status_code
     assert codes[-1] == 429 and set(codes[:-1]) == {200}
+    assert after_window == 200
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -777,6 +804,100 @@ def test_malformed_faults(sim: Simulator) -> None:
     assert r.text.endswith("data: [DONE]\n\n")
 
 
+def stream_raw(sim: Simulator, provider: str, body: dict[str, Any]) -> tuple[httpx.Response, str]:
+    """The whole SSE body; reading it raises if the body does not end properly."""
+    url = sim.url(provider) + "/chat/completions"
+    with httpx.stream("POST", url, headers=AUTH, json=body, timeout=10) as r:
+        raw = r.read().decode()
+    return r, raw
+
+
+def answer_chunks(events: list[str]) -> list[Any]:
+    """Decoded ``data:`` chunks, each checked to carry no finish_reason."""
+    chunks = []
+    for e in events:
+        assert e.startswith("data: ") and "\n" not in e, e
+        chunk = json.loads(e[len("data: ") :])
+        assert [c.get("finish_reason") for c in chunk["choices"]] == [None], chunk
+        chunks.append(chunk)
+    return chunks
+
+
+@pytest.mark.parametrize("kind", ["error_mid_stream", "error_event_mid_stream"])
+def test_error_mid_stream_sends_the_gateway_error_after_some_chunks(
+    sim: Simulator, kind: str
+) -> None:
+    import openai
+
+    provider, model = chat_model()
+    body = {
+        "model": model,
+        "messages": say("x"),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "sim": {"chunks": 20},
+    }
+    sim.inject(kind, status=503, after_chunks=3)
+    r, raw = stream_raw(sim, provider, body)
+    assert r.status_code == 200 and r.headers["connection"] == "close"
+    *answer, last = [e for e in raw.split("\n\n") if e]
+    assert len(answer_chunks(answer)) == 3
+    lines = last.split("\n")
+    if kind == "error_event_mid_stream":
+        assert lines.pop(0) == "event: error"
+    assert len(lines) == 1 and lines[0].startswith("data: ")
+    err = json.loads(lines[0][len("data: ") :])["error"]
+    assert err["code"] == "503" and err["type"] == "server_error" and "503" in err["message"]
+    assert "[DONE]" not in raw
+    # What a client built on the openai SDK sees: three chunks, then the gateway's error.
+    client = openai.OpenAI(base_url=sim.url(provider), api_key=SIM_KEY, max_retries=0)
+    sim.inject(kind, status=429, after_chunks=3)
+    got = []
+    with pytest.raises(openai.APIError, match="mid-stream") as info:
+        for chunk in client.chat.completions.create(
+            model=model, messages=say("x"), stream=True, extra_body={"sim": {"chunks": 20}}
+        ):
+            got.append(chunk)
+    assert len(got) == 3 and info.value.body == {
+        "message": "simulated upstream error mid-stream (429)",
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "429",
+    }
+    # Without a stream there is nothing to interrupt: the error is the response.
+    sim.inject(kind, status=502)
+    r = post(sim, provider, "/chat/completions", dict(body, stream=False))
+    assert r.status_code == 502 and r.json()["error"]["code"] == "502"
+    assert post(sim, provider, "/chat/completions", body).status_code == 200
+    assert sim.stats["faults"] == 3
+
+
+def test_truncate_stream_ends_cleanly_without_finish_reason_or_done(sim: Simulator) -> None:
+    provider, model = chat_model()
+    body = {"model": model, "messages": say("x"), "stream": True, "sim": {"chunks": 20}}
+    sim.inject("truncate_stream", after_chunks=4)
+    r, raw = stream_raw(sim, provider, body)
+    assert r.status_code == 200 and r.headers["connection"] == "close"
+    chunks = answer_chunks([e for e in raw.split("\n\n") if e])
+    assert len(chunks) == 4 and "[DONE]" not in raw
+    # A documented stream shorter than after_chunks still loses its finish chunk and [DONE].
+    sim.inject("truncate_stream", after_chunks=100)
+    documented = {
+        "messages": [{"role": "user", "content": "你好呀"}],
+        "stream": True,
+        "model": "ecnu-plus",
+    }
+    _, raw = stream_raw(sim, "ecnu", documented)
+    full = [e for e in fixture_sse("ecnu_plus_hello_stream").decode().split("\n\n") if e]
+    assert [e for e in raw.split("\n\n") if e] == full[:-2]
+    answer_chunks(full[:-2])
+    # Without a stream: half a body, then the connection closes.
+    sim.inject("truncate_stream")
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(sim, provider, "/chat/completions", dict(body, stream=False))
+    assert sse_payloads(post(sim, provider, "/chat/completions", body).text)
+
+
 def test_slow_first_byte_delays_the_headers(sim: Simulator) -> None:
     provider, model = chat_model()
     sim.inject("slow_first_byte", delay_s=0.3)
@@ -847,7 +968,9 @@ def test_stop_is_fast_with_idle_keepalive_connections() -> None:
     t0 = time.monotonic()
     s.stop()
     s.stop()
-    assert time.monotonic() - t0 < 1.0
+    # A slow stop waits out the 5 s thread join or the 120 s keep-alive timeout; the bound
+    # leaves room for a loaded machine without letting either through.
+    assert time.monotonic() - t0 < 3.0
     with pytest.raises(httpx.TransportError):
         client.get(s.url("sjtu") + "/models", headers=AUTH)
     client.close()

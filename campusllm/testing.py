@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -26,12 +28,25 @@ if TYPE_CHECKING:
 __all__ = ["sim", "fresh_sim", "live_model"]
 
 _session_sim: list[Simulator] = []
+_session_dirs: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # The registry's real quotas (SJTU: 10 RPM per key, 60 s window) would make a test
     # session against the simulator crawl; tests that exercise the limiter pass limits.
     os.environ.setdefault("CAMPUSLLM_CLIENT_LIMITS", "off")
+    # The shared `local` limiter state goes to a directory of this test session, never the
+    # user's cache, so test keys neither see nor leave budgets there (subprocesses inherit it).
+    if not os.environ.get("CAMPUSLLM_LIMITER"):
+        state = tempfile.mkdtemp(prefix="campusllm-limiter-")
+        os.environ["CAMPUSLLM_LIMITER"] = "local:" + os.path.join(state, "limiter.sqlite3")
+        _session_dirs.append(state)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for d in _session_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _session_dirs.clear()
 
 
 @pytest.fixture(scope="session")

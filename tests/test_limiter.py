@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import redis_url  # noqa: F401  (session fixture: a real redis-server)
 
 from campusllm.clock import ManualClock
 from campusllm.errors import BudgetExceededError, ConfigError, RateLimitError
@@ -28,7 +29,6 @@ from campusllm.limiter import (
     add_wait_listener,
     apply_config,
     backend_spec,
-    configure,
     expected_output_tokens,
     format_usage,
     get_store,
@@ -43,8 +43,6 @@ from campusllm.limiter.base import Store
 from campusllm.limiter.local import LocalStore
 from campusllm.limiter.memory import MemoryStore
 from campusllm.registry import RateLimits
-
-from redis_server import redis_url  # noqa: F401  (session fixture: a real redis-server)
 
 START = 1_767_225_600.0  # 2026-01-01 08:00 UTC+8, a Thursday
 

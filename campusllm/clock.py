@@ -26,7 +26,12 @@ __all__ = ["Clock", "SystemClock", "ManualClock", "SYSTEM_CLOCK"]
 
 @runtime_checkable
 class Clock(Protocol):
-    """What campusllm needs from time: a monotonic reading and a way to wait."""
+    """What campusllm needs from time: a monotonic reading and a way to wait.
+
+    Example:
+        >>> isinstance(ManualClock(), Clock) and isinstance(SYSTEM_CLOCK, Clock)
+        True
+    """
 
     def monotonic(self) -> float:
         """Seconds on a monotonic scale (only differences mean anything)."""

@@ -46,6 +46,10 @@ class BudgetCheck:
 
     ``model=None`` counts every model of the key. With ``enforce`` false the store only
     reports what is used (for the 80 % warning) and admits anyway.
+
+    Example:
+        >>> BudgetCheck("week", 1_766_937_600, None, 1_000_000_000).enforce
+        True
     """
 
     kind: str
@@ -57,7 +61,14 @@ class BudgetCheck:
 
 @dataclass(frozen=True)
 class AdmitRequest:
-    """One admission attempt: window limits, budgets, and the ledger slots to charge."""
+    """One admission attempt: window limits, budgets, and the ledger slots to charge.
+
+    Example:
+        >>> AdmitRequest(scope="sjtu:0123", provider="sjtu", fingerprint="0123", model="m",
+        ...              clock=None, tokens=10, rpm=10, tpm=None, span=60.25,
+        ...              periods=(("week", 0),)).dry_run
+        False
+    """
 
     scope: str
     provider: str
@@ -80,6 +91,13 @@ class AdmitRequest:
 
 @dataclass(frozen=True)
 class Admitted:
+    """The request may go; the store recorded grant ``id`` at ``ts``.
+
+    Example:
+        >>> Admitted("7", 12.5).used
+        ()
+    """
+
     id: str
     ts: float
     used: tuple[int, ...] = ()
@@ -88,6 +106,13 @@ class Admitted:
 
 @dataclass(frozen=True)
 class Wait:
+    """Not yet: try again in ``seconds``.
+
+    Example:
+        >>> Wait(41.0, "rpm").reason
+        'rpm'
+    """
+
     seconds: float
     reason: str
     """``"rpm"``, ``"tpm"`` or ``"retry_after"`` (the gateway asked for a pause)."""
@@ -95,12 +120,26 @@ class Wait:
 
 @dataclass(frozen=True)
 class OverBudget:
+    """Budget number ``index`` of the request is used up (``used`` tokens).
+
+    Example:
+        >>> OverBudget(0, 1_000_000_000).used
+        1000000000
+    """
+
     index: int
     used: int
 
 
 @dataclass(frozen=True)
 class Snapshot:
+    """The window as the store sees it at ``now``, for ETAs.
+
+    Example:
+        >>> Snapshot(10.0, [(1.0, 50)], float("-inf")).entries
+        [(1.0, 50)]
+    """
+
     now: float
     entries: list[tuple[float, int]]
     blocked_until: float
@@ -108,6 +147,13 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class LedgerRow:
+    """Tokens and requests of one (provider, key, model) in one period.
+
+    Example:
+        >>> LedgerRow("sjtu", "0123", "glm-5.1", "week", 0, 1200, 3).tokens
+        1200
+    """
+
     provider: str
     fingerprint: str
     model: str
@@ -119,6 +165,13 @@ class LedgerRow:
 
 @dataclass(frozen=True)
 class BudgetRow:
+    """A budget as recorded in the store (``model=None``: every model of the key).
+
+    Example:
+        >>> BudgetRow("sjtu", "0123", None, "week", 10**9).limit
+        1000000000
+    """
+
     provider: str
     fingerprint: str
     model: str | None
@@ -132,6 +185,12 @@ class Grant:
 
     ``tokens`` is what the window and ledger hold for it now (the estimate at admission,
     the gateway's count after ``settle``).
+
+    Example:
+        >>> from campusllm.limiter import RateLimiter
+        >>> g = RateLimiter(rpm=5).acquire(120, model="glm-5.1")
+        >>> g.tokens, g.model
+        (120, 'glm-5.1')
     """
 
     scope: str
@@ -147,7 +206,13 @@ class Grant:
 
 
 class Store(ABC):
-    """Atomic window, pause and ledger operations; see the module docstring."""
+    """Atomic window, pause and ledger operations; see the module docstring.
+
+    Example:
+        >>> from campusllm.limiter.memory import MemoryStore
+        >>> MemoryStore().kind, MemoryStore.shared
+        ('memory', False)
+    """
 
     kind: ClassVar[str]
     shared: ClassVar[bool] = False

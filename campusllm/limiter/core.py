@@ -6,8 +6,8 @@ Example:
     >>> lim = RateLimiter(rpm=2, tpm=None, window_s=60, clock=clock)
     >>> for _ in range(3):
     ...     _ = lim.acquire()  # the third waits for the first to leave the window
-    >>> round(clock.monotonic())
-    63
+    >>> round(clock.monotonic(), 2)  # 60 s window + 0.25 s margin
+    60.25
 """
 
 from __future__ import annotations
@@ -383,7 +383,7 @@ class RateLimiter:
         Example:
             >>> from campusllm.clock import ManualClock
             >>> RateLimiter(rpm=10, tpm=None, window_s=60, clock=ManualClock()).eta(25)
-            126.5
+            120.5
         """
         snap = self.store.snapshot(self.scope, self._clock, self._span)
         start = max(snap.now, snap.blocked_until)

@@ -43,6 +43,10 @@ class WaitEvent:
 
     ``reason`` is ``"rpm"`` or ``"tpm"`` (the window is full), ``"retry_after"`` (the gateway
     asked for a pause after a 429) or ``"busy"`` (other processes keep taking the free slots).
+
+    Example:
+        >>> WaitEvent("sjtu", "0123", "tpm", 12.0, 100_000, 60.0).message
+        'sjtu: next slot in 12 s — 100,000 tokens/min quota'
     """
 
     provider: str

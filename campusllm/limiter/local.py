@@ -133,7 +133,12 @@ def default_path() -> Path:
 
 
 class LocalStore(Store):
-    """Windows, pauses and ledger in one SQLite database shared by this machine's processes."""
+    """Windows, pauses and ledger in one SQLite database shared by this machine's processes.
+
+    Example:
+        >>> LocalStore("/tmp/campusllm-example.sqlite3").kind  # opened on first use
+        'local'
+    """
 
     kind = "local"
     shared = True

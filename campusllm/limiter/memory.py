@@ -54,7 +54,12 @@ class _Scope:
 
 
 class MemoryStore(Store):
-    """Windows and ledger of this process only."""
+    """Windows and ledger of this process only.
+
+    Example:
+        >>> MemoryStore().ledger_rows()
+        []
+    """
 
     kind = "memory"
     shared = False

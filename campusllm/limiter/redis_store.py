@@ -213,7 +213,12 @@ def _import_redis() -> Any:
 
 
 class RedisStore(Store):
-    """Windows, pauses and ledger on a Redis server shared by many machines."""
+    """Windows, pauses and ledger on a Redis server shared by many machines.
+
+    Example:
+        >>> RedisStore("redis://127.0.0.1:6379/0").kind  # doctest: +SKIP
+        'redis'
+    """
 
     kind = "redis"
     shared = True

@@ -29,7 +29,12 @@ ALL_MODELS = "*"
 
 @dataclass(frozen=True)
 class UsageRow:
-    """Tokens one key (and model, or :data:`ALL_MODELS`) used in the current period."""
+    """Tokens one key (and model, or :data:`ALL_MODELS`) used in the current period.
+
+    Example:
+        >>> UsageRow("sjtu", "0123", "*", "week", 400, 2, 0.0, limit=1000).remaining
+        600
+    """
 
     provider: str
     key_fingerprint: str

@@ -14,8 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -29,6 +31,7 @@ __all__ = ["sim", "fresh_sim", "live_model"]
 
 _session_sim: list[Simulator] = []
 _session_dirs: list[str] = []
+_test_number = itertools.count(1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -70,6 +73,19 @@ def fresh_sim() -> Iterator[Simulator]:
 
     with Simulator(window_s=1.0) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _campusllm_limiter_state() -> Iterator[None]:
+    # Limiters share one budget per (provider, key) across objects and processes; tests reuse
+    # keys, so each test gets a state file of its own and nothing carried over.
+    if _session_dirs:
+        name = f"limiter-{next(_test_number)}.sqlite3"
+        os.environ["CAMPUSLLM_LIMITER"] = "local:" + os.path.join(_session_dirs[0], name)
+    yield
+    limiter = sys.modules.get("campusllm.limiter")
+    if limiter is not None:
+        limiter.reset()
 
 
 @pytest.fixture(autouse=True)

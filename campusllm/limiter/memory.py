@@ -51,6 +51,8 @@ class _Scope:
     """Oldest first."""
     blocked_until: float = float("-inf")
     retain: float = 0.0
+    total: int = 0
+    """Tokens of every grant in ``grants``."""
 
 
 class MemoryStore(Store):
@@ -89,7 +91,7 @@ class MemoryStore(Store):
         horizon = now - sc.retain
         g = sc.grants
         while g and g[0].ts <= horizon:
-            g.popleft()
+            sc.total -= g.popleft().tokens
 
     @staticmethod
     def _window(sc: _Scope, now: float, span: float) -> list[tuple[float, int]]:
@@ -136,22 +138,30 @@ class MemoryStore(Store):
                     if b.enforce and u >= b.limit:
                         return OverBudget(i, u)
                     used.append(u)
-            w = wait_for(
-                self._window(sc, now, req.span), now, req.tokens, req.rpm, req.tpm, req.span
-            )
-            if w is not None:
-                return Wait(*w)
+            if sc.retain == req.span:  # the usual case: everything kept is inside the window
+                n, total = len(sc.grants), sc.total
+            else:  # limiters with longer windows share this key: count this one's only
+                window = self._window(sc, now, req.span)
+                n, total = len(window), sum(t for _, t in window)
+            binds = (req.rpm and n >= req.rpm) or (req.tpm and n and total + req.tokens > req.tpm)
+            if binds:
+                w = wait_for(
+                    self._window(sc, now, req.span), now, req.tokens, req.rpm, req.tpm, req.span
+                )
+                if w is not None:
+                    return Wait(*w)
             if req.dry_run:
                 return Admitted("", now)
             gid = str(next(self._ids))
             sc.grants.append(_Entry(now, req.tokens, gid))
+            sc.total += req.tokens
             self._charge(req.provider, req.fingerprint, req.model, req.periods, req.tokens, 1)
             return Admitted(gid, now, tuple(used))
 
     def _find(self, grant: Grant) -> _Entry | None:
         sc = self._scopes.get(grant.scope)
         if sc is not None:
-            for entry in sc.grants:
+            for entry in reversed(sc.grants):  # refunds and settles come soon after
                 if entry.id == grant.id:
                     return entry
         return None
@@ -160,7 +170,9 @@ class MemoryStore(Store):
         with self._lock:
             entry = self._find(grant)
             if entry is not None:
-                self._scopes[grant.scope].grants.remove(entry)
+                sc = self._scopes[grant.scope]
+                sc.grants.remove(entry)
+                sc.total -= entry.tokens
             self._charge(
                 grant.provider, grant.fingerprint, grant.model, grant.periods, -grant.tokens, -1
             )
@@ -169,6 +181,7 @@ class MemoryStore(Store):
         with self._lock:
             entry = self._find(grant)
             if entry is not None:
+                self._scopes[grant.scope].total += tokens - entry.tokens
                 entry.tokens = tokens
             self._charge(
                 grant.provider,

@@ -4,7 +4,7 @@ Two measurements, printed as a Markdown table (``--write`` records it in its own
 bench/RESULTS.md):
 
 * **cost** — microseconds per admission (``acquire``; and ``settle``, and ``aacquire`` for
-  shared stores, which ask the store from a worker thread) of each backend at a full window:
+  the shared stores) of each backend at a full window:
   ``memory``, ``local`` (SQLite in a temp dir) and ``redis`` (a real ``redis-server`` on
   127.0.0.1 started here). Goal: ``local`` under 1 ms.
 * **processes** — 3 OS processes share one key against the simulator enforcing RPM+TPM per key
@@ -124,7 +124,7 @@ def bench_cost(rep: Report, quick: bool, redis_url: str | None) -> None:
                     return t / n
 
                 aac = statistics.median(asyncio.run(many(per_round)) for _ in range(rounds))
-                detail += f"; aacquire {aac * 1e6:.0f} µs (store asked from a worker thread)"
+                detail += f"; aacquire {aac * 1e6:.0f} µs"
             med = statistics.median(acq)
             goal = "< 1 ms" if name == "local" else ""
             rep.add(

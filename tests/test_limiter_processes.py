@@ -27,6 +27,8 @@ from campusllm.limiter import reset as reset_limiters
 from campusllm.limiter.local import EpochClock
 from campusllm.registry import RateLimits
 
+pytestmark = pytest.mark.processes
+
 WORKER = str(Path(__file__).with_name("limiter_worker.py"))
 ROOT = str(Path(__file__).resolve().parent.parent)
 

@@ -29,6 +29,7 @@ Example:
     >>> type(s.admit(r)).__name__, s.admit(r)
     ('Admitted', Wait(seconds=60.0, reason='rpm'))
     >>> s.close()
+    >>> import shutil; shutil.rmtree(d)
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture(autouse=True)
 def _fresh_limiters() -> Iterator[None]:
     yield
-    from campusllm.limiter import select
+    from campusllm.limiter import backends as select
 
     select._config.budgets = []
     select._config.backend = None

@@ -23,13 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from .base import Grant, Store
-from .budget import Budget
-from .charge import DEFAULT_OUTPUT_TOKENS, expected_output_tokens, request_charge, usage_tokens
-from .core import RateLimiter
-from .events import NOTICE_S, WaitEvent, add_wait_listener, remove_wait_listener
-from .report import ALL_MODELS, UsageRow, format_usage, usage
-from .select import (
+from .backends import (
     apply_config,
     backend_spec,
     configure,
@@ -38,6 +32,12 @@ from .select import (
     limiter_for,
     reset,
 )
+from .base import Grant, Store
+from .budget import Budget
+from .charge import DEFAULT_OUTPUT_TOKENS, expected_output_tokens, request_charge, usage_tokens
+from .core import RateLimiter
+from .events import NOTICE_S, WaitEvent, add_wait_listener, remove_wait_listener
+from .report import ALL_MODELS, UsageRow, format_usage, usage
 
 __all__ = [
     "ALL_MODELS",

@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .backends import get_store
 from .base import Store
 from .budget import PERIODS, format_reset, period_bounds
-from .select import get_store
 
 __all__ = ["UsageRow", "usage", "format_usage", "ALL_MODELS"]
 

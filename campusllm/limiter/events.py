@@ -41,8 +41,9 @@ def _per(window_s: float) -> str:
 class WaitEvent:
     """A request is held back: by whom, why, and for about how long.
 
-    ``reason`` is ``"rpm"`` or ``"tpm"`` (the window is full), ``"retry_after"`` (the gateway
-    asked for a pause after a 429) or ``"busy"`` (other processes keep taking the free slots).
+    ``reason`` is ``"rpm"`` or ``"tpm"`` (the window is full) or ``"retry_after"`` (the gateway
+    asked for a pause after a 429). ``seconds`` is the wait until the next slot as known when
+    announced; other processes on the key may take that slot and lengthen it.
 
     Example:
         >>> WaitEvent("sjtu", "0123", "tpm", 12.0, 100_000, 60.0).message
@@ -67,7 +68,7 @@ class WaitEvent:
         elif self.reason == "retry_after":
             why = "the gateway asked to pause after a 429"
         else:
-            why = "other processes on this key are using the free slots"
+            why = f"{self.reason} limit"
         return f"{who}: next slot in {secs} — {why}"
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "AuthenticationError",
     "PermissionDeniedError",
     "RateLimitError",
+    "BudgetExceededError",
     "UnreachableError",
     "TimeoutError",
     "ProtocolError",
@@ -212,6 +213,39 @@ class RateLimitError(CampusLLMError):
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class BudgetExceededError(RateLimitError):
+    """A token budget of this key (weekly quota, or one you set) is used up; nothing was sent.
+
+    Raised before sending, so no request is wasted on a gateway that would refuse it. A
+    :class:`RateLimitError`: code that already backs off on quotas handles it too.
+    ``used`` and ``limit`` are tokens, ``period`` is ``"day"``, ``"week"`` or ``"month"``,
+    ``reset_at`` is when the period ends (seconds since the epoch) and ``retry_after`` the
+    seconds until then.
+
+    Example:
+        >>> err = BudgetExceededError("weekly budget used up", used=1_000_000_000,
+        ...                           limit=1_000_000_000, period="week", reset_at=0.0)
+        >>> isinstance(err, RateLimitError), err.period
+        (True, 'week')
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        used: int,
+        limit: int,
+        period: str,
+        reset_at: float,
+        **kw: Any,
+    ) -> None:
+        self.used = used
+        self.limit = limit
+        self.period = period
+        self.reset_at = reset_at
         super().__init__(message, **kw)
 
 

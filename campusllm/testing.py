@@ -14,7 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -26,12 +30,26 @@ if TYPE_CHECKING:
 __all__ = ["sim", "fresh_sim", "live_model"]
 
 _session_sim: list[Simulator] = []
+_session_dirs: list[str] = []
+_test_number = itertools.count(1)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # The registry's real quotas (SJTU: 10 RPM per key, 60 s window) would make a test
     # session against the simulator crawl; tests that exercise the limiter pass limits.
     os.environ.setdefault("CAMPUSLLM_CLIENT_LIMITS", "off")
+    # The shared `local` limiter state goes to a directory of this test session, never the
+    # user's cache, so test keys neither see nor leave budgets there (subprocesses inherit it).
+    if not os.environ.get("CAMPUSLLM_LIMITER"):
+        state = tempfile.mkdtemp(prefix="campusllm-limiter-")
+        os.environ["CAMPUSLLM_LIMITER"] = "local:" + os.path.join(state, "limiter.sqlite3")
+        _session_dirs.append(state)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for d in _session_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _session_dirs.clear()
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +73,19 @@ def fresh_sim() -> Iterator[Simulator]:
 
     with Simulator(window_s=1.0) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _campusllm_limiter_state() -> Iterator[None]:
+    # Limiters share one budget per (provider, key) across objects and processes; tests reuse
+    # keys, so each test gets a state file of its own and nothing carried over.
+    if _session_dirs:
+        name = f"limiter-{next(_test_number)}.sqlite3"
+        os.environ["CAMPUSLLM_LIMITER"] = "local:" + os.path.join(_session_dirs[0], name)
+    yield
+    limiter = sys.modules.get("campusllm.limiter")
+    if limiter is not None:
+        limiter.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,6 @@ their names from ``XFAIL``. ``uv run python bench/faults.py`` prints the same ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from hostile.entry_points import ENTRY
 from hostile.matrix import EXPECT, XFAIL, MatrixCell, build_cells, check_cell, run_cell
@@ -25,20 +23,6 @@ from hostile.scenarios import SCENARIOS
 from hostile.server import HostileServer
 
 CELLS = build_cells()
-
-
-@pytest.fixture(scope="session")
-def hostile() -> Iterator[HostileServer]:
-    """One hostile server for the session; every cell mounts its own routes on it."""
-    # Import the adapters before any cell is timed: deadline cells measure the call, not the
-    # first import of LangChain or LlamaIndex.
-    import openai  # noqa: F401
-
-    import langchain_campusllm  # noqa: F401
-    import llama_index_campusllm  # noqa: F401
-
-    with HostileServer() as server:
-        yield server
 
 
 def _param(cell: MatrixCell) -> object:

@@ -42,12 +42,22 @@ def test_the_tables_name_only_real_scenarios_and_entry_points() -> None:
     names = set(ENTRY) | {e.family for e in ENTRY.values()} | {"*", "stream", "nonstream"}
     for scenario, specs in XFAIL.items():
         assert scenario in SCENARIOS, scenario
+        cells = [c for c in CELLS if c.scenario.name == scenario]
         for spec in specs:
             unknown = set(spec.split()) - names
             assert not unknown, f"XFAIL[{scenario!r}] names {sorted(unknown)}"
-            assert any(c.scenario.name == scenario and c.xfail == specs[spec] for c in CELLS), (
+            assert any(_matches(spec, c) for c in cells), (
                 f"XFAIL[{scenario!r}][{spec!r}] marks no cell"
             )
+        for c in cells:
+            hits = [spec for spec in specs if _matches(spec, c)]
+            assert len(hits) <= 1, f"{c.id} is named by several XFAIL entries: {hits}"
+
+
+def _matches(spec: str, cell: MatrixCell) -> bool:
+    e = cell.entry
+    keys = {e.name, e.family, "*", "stream" if e.streams else "nonstream"}
+    return bool(keys & set(spec.split()))
 
 
 def test_every_scenario_reaches_at_least_one_entry_point() -> None:

@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 from hostile.scenarios import CHAT_MODEL, EMBED_MODEL, KEY, OK_ROUTES, RERANK_MODEL
 from hostile.server import HostileServer, Mount, json_reply
-from pydantic import SecretStr
 
 import campusllm
-from campusllm.errors import AuthenticationError, CampusLLMError, ConfigError
+from campusllm.errors import AuthenticationError, ConfigError
 from campusllm.registry import RateLimits, reset_registry
 
 PROMPT = [{"role": "user", "content": "hi"}]
@@ -452,33 +451,6 @@ def test_no_clear_text_warning_for_loopback(
         warnings.simplefilter("always")
         _core_chat(base_url=m.url).invoke(PROMPT)
     assert not _clear_text_warnings(records, caplog.records, "127.0.0.1")
-
-
-# ---------------------------------------------------------------------- sanity of the harness
-
-
-def test_the_hostile_server_records_requests_without_the_key(hostile: HostileServer) -> None:
-    m = hostile.mount(OK_ROUTES, secrets=[KEY])
-    answer = _core_chat(base_url=m.url).invoke(PROMPT)
-    assert answer.content == "Hello world"
-    (seen,) = m.seen()
-    assert seen.auth and seen.leaked and seen.route == "chat"
-    assert KEY not in repr(seen.headers)
-    assert isinstance(SecretStr(KEY), SecretStr)  # the key type users pass
-
-
-def test_the_watchdog_ends_a_stalled_call(hostile: HostileServer) -> None:
-    # A deadline cell that fails must still end: abort() resets the connection mid-pad.
-    from hostile.server import Pad, sse_reply
-
-    m = hostile.mount({"chat_stream": sse_reply([], tail=(Pad(for_s=60),))})
-    timer = threading.Timer(1.0, m.abort)
-    timer.start()
-    t0 = time.monotonic()
-    with pytest.raises(CampusLLMError):
-        list(_core_chat(base_url=m.url, timeout=30).stream(PROMPT))
-    timer.cancel()
-    assert time.monotonic() - t0 < 20
 
 
 if sys.platform == "win32":  # pragma: no cover

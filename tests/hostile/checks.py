@@ -81,6 +81,7 @@ class Gives(Check):
     loose: bool = False
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         obs = cell.obs
         assert obs.error is None, f"expected an answer, got {_describe(obs.error)}"
         family = cell.entry.family
@@ -121,6 +122,7 @@ class Raises(Check):
     retry_after_at_least: float | None = None
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         e = cell.obs.error
         names = " or ".join(t.__name__ for t in self.types)
         assert e is not None, f"expected {names}, but the call returned {cell.obs.value!r}"
@@ -161,6 +163,7 @@ class Either(Check):
     second: tuple[Check, ...]
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         failures = []
         for option in (self.first, self.second):
             try:
@@ -179,6 +182,7 @@ class Requests(Check):
     n: int
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         got = len(cell.requests())
         assert got == self.n, f"server received {got} requests, expected {self.n}"
 
@@ -190,6 +194,7 @@ class Gaps(Check):
     min_s: float
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         times = [r.t for r in cell.requests()]
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         assert gaps, "no retry was made"
@@ -204,6 +209,7 @@ class NoRequest(Check):
     """Nothing reached the server (the call was refused before sending)."""
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         got = cell.requests(None) if cell.mount else []
         assert not got, f"{len(got)} request(s) reached the server"
 
@@ -215,6 +221,7 @@ class PartialEmbeddings(Check):
     failed: tuple[int, ...]
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         e = cell.obs.error
         texts = list(cell.scenario.texts)
         got = getattr(e, "partial_embeddings", None)
@@ -232,6 +239,7 @@ class Replaced(Check):
     """What reached the server has U+FFFD where the user's text had a lone surrogate."""
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         reqs = cell.requests()
         assert reqs, "nothing was sent"
         body = reqs[-1].body.decode("utf-8")
@@ -243,6 +251,7 @@ class KeyPosition(Check):
     """The message names the position of the first character that cannot be in a key."""
 
     def check(self, cell: Cell) -> None:
+        __tracebackhide__ = True  # the failure message says it all
         key = cell.scenario.api_key
         pos = next(i for i, ch in enumerate(key) if not (ch.isascii() and ch.isprintable()))
         text = str(cell.obs.error)
@@ -291,6 +300,7 @@ def _secrets(scenario: Scenario) -> list[str]:
 
 def invariants(cell: Cell) -> None:
     """What must hold in every cell: no key anywhere, no tag fragments, no runaway call."""
+    __tracebackhide__ = True
     secrets = _secrets(cell.scenario)
     e = cell.obs.error
     if e is not None:
@@ -332,6 +342,7 @@ def invariants(cell: Cell) -> None:
 
 def run_checks(cell: Cell, checks: Sequence[Check]) -> None:
     """All checks of the cell, then the invariants."""
+    __tracebackhide__ = True
     if cell.obs.unsupported:
         raise AssertionError(cell.obs.unsupported)
     assert not cell.watchdog_fired, (

@@ -146,7 +146,7 @@ def _lc_embed(s: Scenario, url: str) -> Any:
 def _li_embed(s: Scenario, url: str) -> Any:
     from llama_index_campusllm import CampusLLMEmbedding
 
-    extra = {"embed_batch_size": s.batch_size} if s.batch_size else {}
+    extra: dict[str, Any] = {"embed_batch_size": s.batch_size} if s.batch_size else {}
     return CampusLLMEmbedding(**_common(s, url, EMBED_MODEL), **extra)
 
 

@@ -476,4 +476,5 @@ def run_cell(server: HostileServer, cell: MatrixCell) -> Cell:
 
 def check_cell(result: Cell, checks: Sequence[Check]) -> None:
     """Assert the cell's expectations and the invariants (AssertionError names the failure)."""
+    __tracebackhide__ = True  # pytest then renders one frame, not the whole check stack
     run_checks(result, checks)

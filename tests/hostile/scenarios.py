@@ -53,6 +53,9 @@ CHAT_MODEL = "custom:test-model"
 EMBED_MODEL = "custom:test-embed"
 RERANK_MODEL = "custom:test-rerank"
 PROMPT = "hi"
+# Bytes of a stalled answer come this often: far inside the 1 s per-read timeout of the deadline
+# scenarios, so only a deadline on the whole call can end them, however loaded the machine is.
+GAP = 0.05
 TEXTS = ["t0", "t1", "t2", "t3", "t4", "t5"]
 DOCS = ["SJTU is in Shanghai", "cats sleep a lot", "ECNU is in Shanghai too"]
 QUERY = "Where is SJTU?"
@@ -289,7 +292,7 @@ def _nonfinite(value: float) -> Callable[[Seen, Mount], Reply]:
 def _trickled_json() -> Reply:
     return Reply(
         headers=(("Content-Type", "application/json"),),
-        steps=(Trickle(COMPLETION_BYTES, 0.2),),
+        steps=(Trickle(COMPLETION_BYTES, GAP),),
     )
 
 
@@ -426,15 +429,15 @@ _LIST: list[Scenario] = [
     # -- deadlines: the server stalls for 30 s, the client asks for 1 s
     Scenario(
         "keepalive_forever",
-        "SSE headers, then ': keepalive' comments every 0.2 s for 30 s",
-        _only(chat_stream=sse_reply([], tail=(Pad(),))),
+        "SSE headers, then ': keepalive' comments every 50 ms for 30 s",
+        _only(chat_stream=sse_reply([], tail=(Pad(interval=GAP),))),
         timeout=1.0,
         watchdog=3.5,
         only=_some("li.stream_chat core.stream"),
     ),
     Scenario(
         "trickle_body",
-        "a JSON body trickled one byte every 0.2 s",
+        "a JSON body trickled one byte every 50 ms (15 s in all)",
         _only(chat=_trickled_json(), embeddings=_trickled_json()),
         timeout=1.0,
         watchdog=3.5,
@@ -443,7 +446,7 @@ _LIST: list[Scenario] = [
     Scenario(
         "stall_after_content",
         "reasoning + content, then keepalive comments for 30 s",
-        _only(chat_stream=sse_reply(STARTED, tail=(Pad(),))),
+        _only(chat_stream=sse_reply(STARTED, tail=(Pad(interval=GAP),))),
         timeout=1.0,
         watchdog=3.5,
         only=_some("lc.astream li.astream_chat"),

@@ -274,11 +274,12 @@ class HostileServer:
         self._loop = loop
         asyncio.set_event_loop(loop)
 
+        def handler(other: bool) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+            return lambda r, w: self._serve(r, w, other)
+
         async def listen() -> None:
             for other in (False, True):
-                srv = await asyncio.start_server(
-                    lambda r, w, o=other: self._serve(r, w, o), "127.0.0.1", 0, limit=2**20
-                )
+                srv = await asyncio.start_server(handler(other), "127.0.0.1", 0, limit=2**20)
                 port = srv.sockets[0].getsockname()[1]
                 if other:
                     self.other_port = port
@@ -538,21 +539,19 @@ async def _play(reply: Reply, writer: asyncio.StreamWriter, aborted: asyncio.Eve
                 await _write(writer, _frame(step.comment, framing))
                 await _wait(aborted, step.interval)
         elif isinstance(step, Hangup):
-            await _wait(aborted, 0.05)  # let the bytes already written reach the client
             if step.rst:
+                # a reset discards what the peer has not read yet: let it read first
+                await _wait(aborted, 0.05)
                 _reset(writer)
             else:
-                writer.close()
+                writer.close()  # asyncio flushes what was written, then sends FIN
             raise _Closed
     if framing == "chunked":
         await _write(writer, b"0\r\n\r\n")
-    if framing == "close":
-        await _wait(aborted, 0.02)
-        writer.close()
-        return False
-    if reply.content_length is not None and reply.content_length != body_len:
-        # a body shorter than announced: the client waits for the rest until we close
-        await _wait(aborted, 0.05)
+    if framing == "close" or (
+        reply.content_length is not None and reply.content_length != body_len
+    ):
+        # the body ends where the connection does (or, lying about its length, early)
         writer.close()
         return False
     return True

@@ -410,7 +410,10 @@ class HostileServer:
                 seen.attempt = mount.attempts.get(route, 0)
                 mount.attempts[route] = seen.attempt + 1
                 mount.requests.append(seen)
-            reply = _pick(mount, route, seen)
+            try:
+                reply = _pick(mount, route, seen)
+            except Exception as e:  # a bug in a scenario must show, not hang the client
+                reply = json_reply({"error": {"message": f"scenario bug: {e!r}"}}, status=599)
         close = hdrs.get("connection", "").lower() == "close"
         return await _play(reply, writer, aborted) and not close
 

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from hostile import checks, entry_points, matrix, scenarios, server
+from hostile import bodies, checks, entry_points, matrix, scenarios, server
 from hostile.scenarios import CHAT_MODEL, KEY, OK_ROUTES
 from hostile.server import Hangup, HostileServer, Pad, Reply, Send, sse_reply
 
@@ -19,7 +19,7 @@ from campusllm.errors import CampusLLMError
 PROMPT = [{"role": "user", "content": "hi"}]
 
 
-@pytest.mark.parametrize("module", [server, scenarios, entry_points, checks, matrix])
+@pytest.mark.parametrize("module", [server, bodies, scenarios, entry_points, checks, matrix])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0

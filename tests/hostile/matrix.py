@@ -1,0 +1,481 @@
+"""The fault matrix: every scenario × every entry point it applies to, and the expected outcome.
+
+``EXPECT`` is the one table of what a user must get. Its keys per scenario are, from the most
+to the least specific: an entry point name (``"lc.astream"``), ``"stream"`` / ``"nonstream"``
+(chat entry points that do / do not stream), a family (``"chat"``, ``"embed"``, ``"rerank"``)
+or ``"*"``. ``XFAIL`` lists the cells that fail today, with why; a fix deletes the names it
+repairs (the marks are strict, so a repaired cell fails until its entry is removed).
+
+Example:
+    >>> cells = build_cells()
+    >>> len({c.scenario.name for c in cells}) == len(SCENARIOS)
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from campusllm.errors import (
+    AuthenticationError,
+    BadRequestError,
+    CampusLLMError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    TimeoutError,
+    UnreachableError,
+)
+
+from .checks import (
+    Cell,
+    Check,
+    Either,
+    Gaps,
+    Gives,
+    KeyPosition,
+    NoRequest,
+    PartialEmbeddings,
+    Raises,
+    Replaced,
+    Requests,
+    run_checks,
+)
+from .entry_points import ENTRIES, Entry, run_entry
+from .scenarios import SCENARIOS, Scenario
+from .server import HostileServer
+
+__all__ = ["EXPECT", "XFAIL", "MatrixCell", "build_cells", "run_cell", "LOGGERS"]
+
+SIE = StreamInterruptedError
+STARTED = {"content": "Hello", "reasoning": "plan"}
+DEADLINE = 3.0  # timeout=1 s plus a generous margin; the server stalls for 30 s
+NO_VPN = ("vpn", "campus network")
+LONG_WAIT = ("3600", "60 min", "1 h", "hour")
+HTML_PAGE = ("html page", "login page", "captive portal", "web page")
+
+
+def _typed(cls: type[BaseException], code: int) -> tuple[Check, ...]:
+    return (Raises((cls,), status=code, partial=STARTED),)
+
+
+EXPECT: dict[str, dict[str, tuple[Check, ...]]] = {
+    "ok": {"*": (Gives(),)},
+    "done_without_finish": {"*": (Gives(),)},
+    "finish_without_done": {"*": (Gives(),)},
+    "sse_crlf": {"*": (Gives(),)},
+    "split_utf8": {"*": (Gives(content="你好世界", reasoning="想"),)},
+    # the message must say what came back, not only quote it
+    "captive_portal": {"*": (Raises((ProtocolError,), says_any=HTML_PAGE),)},
+    "json_for_stream": {"*": (Gives(),)},
+    "empty_stream": {"*": (Raises((ProtocolError,)),)},
+    "empty_body": {"*": (Raises((ProtocolError,)),)},
+    "cut_content_eof": {
+        "stream": (Raises((SIE,), partial=STARTED),),
+        "nonstream": (Raises((ProtocolError,)),),
+    },
+    "cut_content_chunked": {"*": (Raises((SIE,), partial=STARTED),)},
+    "cut_content_rst": {"*": (Raises((SIE,), partial=STARTED),)},
+    "cut_reasoning": {"*": (Raises((SIE,), partial={"content": "", "reasoning": "plan A"}),)},
+    "cut_tool_call": {
+        "*": (Raises((SIE,), partial={"tool_calls": [("get_weather", '{"city": "Sh')]}),)
+    },
+    "cut_think_tag": {"*": (Raises((SIE,), partial={"content": "", "reasoning": "plan A"}),)},
+    "event_error_400": {"*": _typed(BadRequestError, 400)},
+    "event_error_429": {"*": _typed(RateLimitError, 429)},
+    "event_error_500": {"*": _typed(ServerError, 500)},
+    "event_error_nokey_500": {"*": _typed(ServerError, 500)},
+    "data_error_400": {"*": _typed(BadRequestError, 400)},
+    "data_error_429": {"*": _typed(RateLimitError, 429)},
+    "data_error_500": {"*": _typed(ServerError, 500)},
+    "error_200_400": {"*": (Raises((BadRequestError,), status=400),)},
+    "error_200_429": {"*": (Raises((RateLimitError,), status=429),)},
+    "error_200_500": {"*": (Raises((ServerError,), status=500),)},
+    "keepalive_forever": {"*": (Raises((TimeoutError,), within=DEADLINE),)},
+    "trickle_body": {"*": (Raises((TimeoutError,), within=DEADLINE),)},
+    "stall_after_content": {"*": (Raises((SIE, TimeoutError), partial=STARTED, within=DEADLINE),)},
+    "corrupt_gzip": {"*": (Raises((ProtocolError,)),)},
+    "short_body": {"*": (Raises((ProtocolError,)),)},
+    "reset_after_headers": {"*": (Raises((ProtocolError,)),)},
+    "refused": {"*": (Raises((UnreachableError,), says_not=NO_VPN),)},
+    "refused_campus_model": {"*": (Raises((UnreachableError,), says_not=NO_VPN),)},
+    "redirect_same_host": {"*": (Gives(),)},
+    "redirect_other_host": {
+        # not followed (and said so), or followed without the key: the invariants check that
+        # the other origin never saw the Authorization header
+        "*": (Either((Raises((CampusLLMError,), says=("redirect",)),), (Gives(),)),)
+    },
+    # the adapters' and clients' backoff starts at 0.25 s; an immediate retry takes ~2 ms
+    "retry_after_zero": {"*": (Gives(), Requests(2), Gaps(0.2))},
+    "retry_after_negative": {"*": (Gives(), Requests(2), Gaps(0.2))},
+    "retry_after_garbage": {"*": (Gives(), Requests(2), Gaps(0.2))},
+    "retry_after_long": {
+        "*": (
+            Raises(
+                (RateLimitError,),
+                status=429,
+                says_any=LONG_WAIT,
+                says_not=("after retries",),
+                retry_after_at_least=3000,
+            ),
+            Requests(1),
+        )
+    },
+    "litellm_retry_after": {
+        "*": (
+            Raises(
+                (RateLimitError,),
+                status=429,
+                says_any=LONG_WAIT,
+                says_not=("after retries",),
+                retry_after_at_least=3000,
+            ),
+            Requests(1),
+        )
+    },
+    "gateway_408": {"*": (Raises((TimeoutError,), status=408), Requests(2))},
+    "key_echo_401": {"*": (Raises((AuthenticationError,), status=401),)},
+    "key_echo_400": {"*": (Raises((BadRequestError,), status=400),)},
+    "nan_vector": {"*": (Raises((ProtocolError,)),)},
+    "inf_vector": {"*": (Raises((ProtocolError,)),)},
+    "nan_score": {"*": (Raises((ProtocolError,)),)},
+    "embed_batches_fail": {"*": (Raises((CampusLLMError,)), PartialEmbeddings((2, 3)))},
+    "lone_surrogate": {
+        "*": (
+            Either(
+                (Raises((BadRequestError,), says=("surrogate",)),),
+                (Gives(loose=True), Replaced()),
+            ),
+        )
+    },
+    **{
+        f"key_{label}": {"*": (Raises((AuthenticationError,)), KeyPosition(), NoRequest())}
+        for label in ("zero_width", "fullwidth_digit", "crlf", "non_ascii")
+    },
+}
+
+_NO_END_CHECK = (
+    "a stream that ends without [DONE] or finish_reason is returned as a complete answer: "
+    "nothing (core chat.ChatCaller.stream, ChatCampusLLM._stream/_astream, CampusLLM._stream_chat) "
+    "checks how the stream ended"
+)
+_EVENT_ERRORS = {
+    "lc": "the SDK raises openai.APIError for the error event; error_from_exception maps it to "
+    "ProtocolError and ChatCampusLLM._stream_error wraps that in StreamInterruptedError (the "
+    "gateway's code is lost)",
+    "li": "CampusLLM._interrupted treats the SDK's APIError as an answer, maps it to ProtocolError "
+    "and drops the partial output",
+    "core": "wire._error_in_body makes every error chunk a BadRequestError (not typed by its "
+    "code) and StreamAssembler.feed raises it without the partial output",
+}
+_DEADLINE = (
+    "timeout= is a per-read httpx timeout: padding or a trickle keeps every read short, so "
+    "nothing bounds the whole attempt (transport has no total deadline)"
+)
+_SDK_CONNECTION = (
+    "the openai SDK wraps the failure in APIConnectionError whose __cause__ is another "
+    "APIConnectionError; transport._openai_cause then falls back to ConnectError -> "
+    "UnreachableError 'Cannot connect'"
+)
+_BODY_BROKE = (
+    "a read error after the response headers (RemoteProtocolError/ReadError) is mapped by "
+    "transport.error_from_exception to UnreachableError 'connection broke ... Retries were "
+    "exhausted' with the network hint"
+)
+_REDIRECT = (
+    "3xx is not followed by any client and is not reported as a redirect: the 307 body is "
+    "parsed as an answer (ProtocolError 'non-JSON' / BadRequestError 'HTTP 307' / empty "
+    "stream); note CampusTransport._prepare sets Authorization on every request it sends, so "
+    "following must happen in the transport, same origin only"
+)
+_RETRY_AFTER_ZERO = (
+    "transport._retry_after clamps to 0 and RetryPolicy.delay returns it as is: the retry is "
+    "sent within milliseconds instead of after the jittered backoff"
+)
+_LONG_WAIT = (
+    "error_from_response says 'kept answering 429 ... after retries' although nothing was "
+    "retried; it should say the gateway asked to wait 3600 s"
+)
+_KEY_BODY = (
+    "the SDK exception on the chain keeps the parsed body with the echoed key in .body "
+    "(errors.scrub only redacts args and .message); httpcore's DEBUG log of the response "
+    "headers prints it too"
+)
+_KEY_LOG = (
+    "httpcore logs the response headers at DEBUG ('receive_response_headers.complete'), "
+    "echoed key included: no logging filter on httpx/httpcore/openai"
+)
+_BAD_KEY = {
+    "lc": "auth.get_api_key accepts any string; httpx raises a raw UnicodeEncodeError whose "
+    "args hold the Authorization value (ChatCampusLLM._generate re-raises it untyped)",
+    "li": "auth.get_api_key accepts any string; the UnicodeEncodeError from the header becomes "
+    "ProtocolError 'sent data that is not valid JSON/SSE'",
+    "core": "auth.get_api_key accepts any string and httpx sends the non-ASCII key as UTF-8: "
+    "the request goes out (a real gateway answers a puzzling 401)",
+}
+_BAD_KEY_CRLF = {
+    "lc": "h11 refuses the header (LocalProtocolError); the SDK wraps it and it surfaces as "
+    "UnreachableError 'Cannot connect'",
+    "other": "h11 refuses the header (LocalProtocolError) -> UnreachableError 'HTTP error "
+    "talking to ...'; auth.get_api_key should refuse CR/LF with the position",
+}
+_LC_CHAT = "lc.invoke lc.stream lc.ainvoke lc.astream"
+_LI_CHAT = "li.chat li.stream_chat li.achat li.astream_chat"
+_STREAMS = "lc.stream lc.astream li.stream_chat li.astream_chat core.stream"
+_CHAT_NONSTREAM = "lc.invoke lc.ainvoke li.chat li.achat core.invoke"
+_EMBED = (
+    "lc.embed_documents lc.aembed_documents li.embed_batch li.aembed_batch core.embed core.aembed"
+)
+_RERANK = "lc.compress lc.acompress li.postprocess li.apostprocess core.rerank core.arerank"
+_NOT_LC = f"{_LI_CHAT} core.invoke core.stream {_EMBED} {_RERANK}"
+
+
+def _event_error(lc: str = _EVENT_ERRORS["lc"]) -> dict[str, str]:
+    return {
+        "lc.stream lc.astream": lc,
+        "li.stream_chat li.astream_chat": _EVENT_ERRORS["li"],
+        "core.stream": _EVENT_ERRORS["core"],
+    }
+
+
+def _bad_key(crlf: bool = False) -> dict[str, str]:
+    if crlf:
+        return {_LC_CHAT: _BAD_KEY_CRLF["lc"], _NOT_LC: _BAD_KEY_CRLF["other"]}
+    return {
+        _LC_CHAT: _BAD_KEY["lc"],
+        _LI_CHAT: _BAD_KEY["li"],
+        f"core.invoke core.stream {_EMBED} {_RERANK}": _BAD_KEY["core"],
+    }
+
+
+# scenario -> {space-separated entry names: what is wrong today}. A fix deletes the names of
+# the cells it repairs (strict marks: a repaired cell fails until its name is gone).
+XFAIL: dict[str, dict[str, str]] = {
+    "captive_portal": {
+        _STREAMS: "the HTML body is parsed as SSE, has no data: lines, and an empty answer is "
+        "returned as success (no Content-Type check on stream responses)",
+        f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "ProtocolError only quotes the page "
+        "('answered non-JSON: <!DOCTYPE html>...', LlamaIndex: 'no choices: {\"value\": ...}'); "
+        "it should say an HTML (login) page came back and what to do",
+    },
+    "json_for_stream": {
+        _STREAMS: "a JSON chat.completion answering stream=true is parsed as SSE and yields an "
+        "empty answer; it should be parsed and returned whole (e.g. in the transport or "
+        "ChatCaller.stream by Content-Type)",
+    },
+    "empty_stream": {
+        _STREAMS: "a stream with no chunk at all ([DONE] only) is returned as an empty answer",
+    },
+    "cut_content_eof": {_STREAMS: _NO_END_CHECK},
+    "cut_reasoning": {_STREAMS: _NO_END_CHECK},
+    "cut_tool_call": {
+        _STREAMS: _NO_END_CHECK + "; LangChain even completes the cut arguments to "
+        '{"city": "Sh"} (a tool call that was never sent)',
+    },
+    "cut_think_tag": {
+        _STREAMS: _NO_END_CHECK + "; and StreamAssembler.message() appends the held-back tag "
+        "prefix, so the reasoning ends in 'plan A</thi'",
+    },
+    "event_error_400": _event_error(),
+    "event_error_429": _event_error(),
+    "event_error_500": _event_error(),
+    "event_error_nokey_500": {
+        "lc.stream lc.astream": "the SDK's error for an error event without an error key maps "
+        "to ConnectError ('Cannot connect') inside a StreamInterruptedError",
+        "li.stream_chat li.astream_chat core.stream": "wire._error_in_body types it "
+        "BadRequestError (not by its code 500) and the partial output is dropped",
+    },
+    "data_error_400": _event_error(),
+    "data_error_429": _event_error(),
+    "data_error_500": _event_error(),
+    "error_200_429": {
+        f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "wire._error_in_body makes every HTTP-200 "
+        "error body a BadRequestError whatever its code",
+    },
+    "error_200_500": {
+        f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "wire._error_in_body makes every HTTP-200 "
+        "error body a BadRequestError whatever its code",
+    },
+    "keepalive_forever": {"*": _DEADLINE},
+    "trickle_body": {"*": _DEADLINE},
+    "stall_after_content": {"*": _DEADLINE},
+    "corrupt_gzip": {
+        _LC_CHAT: _SDK_CONNECTION,
+        _LI_CHAT: "transport.as_httpx_error maps only TransportError subclasses: httpx2's "
+        "DecodingError becomes a bare TransportError -> UnreachableError 'HTTP error talking to'",
+    },
+    "short_body": {_LC_CHAT: _SDK_CONNECTION, _NOT_LC: _BODY_BROKE},
+    "reset_after_headers": {_LC_CHAT: _SDK_CONNECTION, _NOT_LC: _BODY_BROKE},
+    "refused_campus_model": {
+        "*": "transport._network_hint gives the campus VPN hint from provider.reachability "
+        "although base_url is a loopback address the user chose",
+    },
+    "redirect_same_host": {"*": _REDIRECT},
+    "redirect_other_host": {"*": _REDIRECT},
+    "retry_after_zero": {"*": _RETRY_AFTER_ZERO},
+    "retry_after_negative": {"*": _RETRY_AFTER_ZERO},
+    "retry_after_long": {"*": _LONG_WAIT},
+    "litellm_retry_after": {
+        "lc.invoke lc.astream li.achat lc.aembed_documents core.rerank": "transport._retry_after "
+        "ignores LiteLLM's llm_provider-retry-after header: retried after a short backoff and "
+        "reported without the wait",
+        "core.stream": "ChatCaller takes no max_retries/retry option",
+    },
+    "gateway_408": {
+        "lc.invoke li.astream_chat core.aembed core.rerank": "error_from_response maps 408 "
+        "(LiteLLM's upstream timeout) to BadRequestError 'refused the request'",
+        "core.stream": "ChatCaller takes no max_retries/retry option",
+    },
+    "key_echo_401": {
+        _LC_CHAT + " " + _LI_CHAT: _KEY_BODY,
+        f"core.invoke core.stream {_EMBED} {_RERANK}": _KEY_LOG,
+    },
+    "key_echo_400": {
+        _LC_CHAT + " " + _LI_CHAT: _KEY_BODY,
+        f"core.invoke core.stream {_EMBED} {_RERANK}": _KEY_LOG,
+    },
+    "nan_vector": {"*": "client._vector accepts NaN (json.loads reads it as a float)"},
+    "inf_vector": {"*": "client._vector accepts Infinity"},
+    "nan_score": {"*": "CampusClient._rerank_parse accepts a NaN score (and sorts by it)"},
+    "embed_batches_fail": {
+        "*": "CampusClient.aembed/_run_workers cancel the other batches and raise the first "
+        "error: the vectors already received are lost, and which inputs failed is not said",
+    },
+    "lone_surrogate": {
+        f"{_LC_CHAT} core.invoke core.stream": "the raw UnicodeEncodeError from encoding the "
+        "JSON body escapes untyped",
+        f"{_LI_CHAT} {_EMBED} {_RERANK}": "the UnicodeEncodeError becomes ProtocolError 'sent "
+        "data that is not valid JSON/SSE', blaming the gateway for the user's text",
+    },
+    "key_zero_width": _bad_key(),
+    "key_fullwidth_digit": _bad_key(),
+    "key_non_ascii": _bad_key(),
+    "key_crlf": _bad_key(crlf=True),
+}
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """One scenario × entry point, its checks and, if it fails today, why."""
+
+    scenario: Scenario
+    entry: Entry
+    checks: tuple[Check, ...]
+    xfail: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.scenario.name}-{self.entry.name}"
+
+
+def _applies(s: Scenario, e: Entry) -> bool:
+    if s.only and e.name not in s.only and e.family not in s.only:
+        return False
+    if s.base_url is not None:
+        return True
+    return e.route in s.routes(s.api_key)
+
+
+def _keys(e: Entry) -> list[str]:
+    keys = [e.name]
+    if e.family == "chat":
+        keys.append("stream" if e.streams else "nonstream")
+    return [*keys, e.family, "*"]
+
+
+def _lookup(table: dict[str, dict[str, str]], s: Scenario, e: Entry) -> str | None:
+    keys = set(_keys(e))
+    for spec, reason in table.get(s.name, {}).items():
+        if keys & set(spec.split()):
+            return reason
+    return None
+
+
+def build_cells() -> list[MatrixCell]:
+    """Every applicable cell, scenarios in catalogue order."""
+    cells = []
+    for s in SCENARIOS.values():
+        expect = EXPECT[s.name]
+        for e in ENTRIES:
+            if not _applies(s, e):
+                continue
+            checks = next((expect[k] for k in _keys(e) if k in expect), None)
+            if checks is None:
+                continue
+            cells.append(MatrixCell(s, e, checks, _lookup(XFAIL, s, e)))
+    return cells
+
+
+# ----------------------------------------------------------------------------- running a cell
+
+LOGGERS = ("httpx", "httpcore", "openai", "campusllm")
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is not a leak
+            pass
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def run_cell(server: HostileServer, cell: MatrixCell) -> Cell:
+    """Mount the scenario, call the entry point with DEBUG logging captured, collect it all."""
+    s = cell.scenario
+    mount = None
+    if s.base_url == "refused":
+        url = f"http://127.0.0.1:{_closed_port()}/v1"
+    else:
+        mount = server.mount(s.routes(s.api_key), secrets=[s.api_key])
+        url = mount.url
+    capture = _Capture()
+    saved = []
+    for name in LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level))
+        lg.setLevel(logging.DEBUG)
+        lg.addHandler(capture)
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        if mount is not None:
+            mount.abort()
+
+    timer = threading.Timer(s.watchdog, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        obs = run_entry(cell.entry, s, url)
+    finally:
+        timer.cancel()
+        for lg, level in saved:
+            lg.removeHandler(capture)
+            lg.setLevel(level)
+    return Cell(s, cell.entry, obs, mount, "\n".join(capture.lines), fired.is_set())
+
+
+def check_cell(result: Cell, checks: Sequence[Check]) -> None:
+    """Assert the cell's expectations and the invariants (AssertionError names the failure)."""
+    __tracebackhide__ = True  # pytest then renders one frame, not the whole check stack
+    run_checks(result, checks)

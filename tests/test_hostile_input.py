@@ -347,11 +347,6 @@ def test_a_forked_child_never_reuses_the_parents_connection(
 # ----------------------------------------------------------------------------- one key, one budget
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="limiter.limiter_for keys its table by (provider, key, rpm, tpm, window): limits "
-    "that differ in tpm give the same key two limiters and twice the quota",
-)
 def test_two_instances_on_one_key_share_one_budget_even_if_their_limits_differ(
     hostile: HostileServer,
 ) -> None:

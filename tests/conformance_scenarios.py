@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 
 import campusllm
@@ -50,6 +51,7 @@ PEER_SJTU_MODELS: list[dict[str, Any]] = [
     {"id": "peer-badcred", **_PLAIN, "note": "The gateway's own upstream key is wrong."},
     {"id": "peer-toolstrict", **_PLAIN, "note": "Its model server rejects content: null."},
     {"id": "peer-router-rpm", **_PLAIN, "note": "The router allows 1 request per minute."},
+    {"id": "peer-drop", **_PLAIN, "note": "The connection drops halfway through the answer."},
 ]
 
 _THINK_ON = {"toggle": "enable_thinking", "default_on": True}
@@ -105,6 +107,14 @@ PERSON_SCHEMA = {
     "required": ["name", "age"],
 }
 PERSON = ({"role": "user", "content": "Give a person named Ann aged 31 as JSON."},)
+WEATHER_CALL = {"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}  # fmt: skip
+# A tool loop's second request, the assistant turn written with content: null.
+TOOL_TURN_NULL = (
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,7 @@ class Wire:
     stream_error_event: bool = False  # a ``data: {"error": ...}`` event, no [DONE]
     embedding_dim: int | None = None
     rerank_scores: bool = False
+    drops: bool = False  # the connection breaks before the response is complete
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ class Scenario:
     id: str
     what: str
     model: str  # "provider:model" as a user writes it
-    peer: str  # "litellm" or "llama:<instance>" (tests/peers/servers.py)
+    peer: str  # "litellm", "llama:<instance>" (tests/peers/servers.py) or "upstream" (bare)
     endpoint: str = "chat"  # chat | embeddings | rerank
     key: str = "good"  # good | bad | limited
     messages: tuple[dict[str, Any], ...] = HI
@@ -301,6 +312,32 @@ SCENARIOS: list[Scenario] = [
                "peer:langchain": "a 401 always tells the user to check their own key",
                "peer:llamaindex": "a 401 always tells the user to check their own key"},
     ),
+    Scenario(
+        "validation-500", "a 500 whose body rejects our request is not 'gateway overloaded'",
+        "sjtu:peer-toolstrict", "litellm", upstream="toolstrict", messages=TOOL_TURN_NULL,
+        wire=Wire(status=500, error_says=("valid string",)),
+        client=Client(error="BadRequestError", never_says=("overloaded",), max_attempts=1,
+                      vias=("caller",)),
+        sim_gap="it accepts an assistant message with content: null",
+        sim_client_fails=True,
+        xfail={"peer:caller": "every 500 is retried as 'gateway overloaded', even one that "
+               "says our request is invalid"},
+    ),
+    Scenario(
+        "connection-drop", "the connection drops halfway through the answer",
+        "sjtu:peer-drop", "upstream", upstream="drop",
+        wire=Wire(drops=True),
+        client=Client(
+            error="UnreachableError",
+            says=("broke",),
+            never_says=("cannot connect",),
+            vias=("langchain", "llamaindex"),  # ChatCaller cannot turn retries off
+        ),
+        sim_setup=(("inject", {"kind": "reset", "times": 10}),),
+        xfail={"*:langchain": "langchain-openai wraps the SDK's APIConnectionError one level "
+               "deeper than the mapping looks: a dropped connection reads 'Cannot connect' "
+               "with the VPN hint"},
+    ),
     # ---------------------------------------------------------------- llama.cpp
     Scenario(
         "llama-chat", "plain chat on llama-server", "llamacpp:smollm2-chat", "llama:chat",
@@ -418,6 +455,8 @@ class Target:
     keys: Mapping[str, str]
     prepare: Callable[[Scenario], None] = lambda s: None
     attempts: Callable[[Scenario], int | None] = lambda s: None
+    requests: Callable[[Scenario], list[dict[str, Any]]] = lambda s: []
+    """Chat request bodies that reached the model server, oldest first."""
 
 
 def params(check: str, target: str, vias: bool = False) -> list[Any]:
@@ -453,7 +492,11 @@ def _send(client: httpx.Client, url: str, body: dict[str, Any], stream: bool) ->
     """Status, headers, parsed body (non-stream) or events (stream), done flag."""
     out: dict[str, Any] = {"events": [], "done": False, "broken": None}
     if not stream:
-        r = client.post(url, json=body)
+        try:
+            r = client.post(url, json=body)
+        except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+            out.update(status=None, headers={}, broken=type(e).__name__)
+            return out
         out.update(status=r.status_code, headers=r.headers, text=r.text)
         with contextlib.suppress(ValueError):
             out["json"] = r.json()
@@ -501,6 +544,9 @@ def _error_message(got: Mapping[str, Any]) -> str:
 
 
 def check_wire(w: Wire, got: Mapping[str, Any]) -> None:
+    if w.drops:
+        assert got["broken"], f"the response arrived complete (HTTP {got['status']})"
+        return
     assert got["status"] == w.status, (got["status"], got.get("text", "")[:500])
     for h in w.numeric_headers:
         assert h in got["headers"], f"no {h} header: {dict(got['headers'])}"
@@ -751,3 +797,156 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return pred()
+
+
+# ----------------------------------------------------------------------------- adapter checks
+#
+# Framework features that a single request/response cannot show: a tool loop's history and
+# structured output. Each runs on both targets like the scenarios above.
+
+
+@dataclass(frozen=True)
+class AdapterCheck:
+    id: str
+    what: str
+    scenario: Scenario  # model, peer, upstream: where it runs
+    run: Callable[[Scenario, Target], None]
+    xfail: Mapping[str, str] = field(default_factory=dict)  # "sim" | "peer" | "*" -> why
+
+
+def _assistant_turns(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in body.get("messages", []) if m.get("role") == "assistant"]
+
+
+def _tool_loop_langchain(s: Scenario, target: Target) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+
+    from langchain_campusllm import ChatCampusLLM
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather of a city."""
+        return "sunny"
+
+    llm = ChatCampusLLM(model=s.model, api_key=target.keys["good"], base_url=target.base_url(s),
+                        max_retries=2, timeout=60.0).bind_tools([get_weather])  # fmt: skip
+    history = [
+        HumanMessage("What is the weather in Paris?"),
+        AIMessage(
+            "", tool_calls=[{"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}]
+        ),  # fmt: skip
+        ToolMessage("sunny", tool_call_id="call_1"),
+    ]
+    before = target.attempts(s)
+    answer = llm.invoke(history)
+    _check_tool_turn(s, target, before)
+    assert isinstance(answer.content, str) and answer.content.strip()
+
+
+def _tool_loop_llamaindex(s: Scenario, target: Target) -> None:
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+    from llama_index_campusllm import CampusLLM
+
+    async def run() -> str:
+        llm = CampusLLM(model=s.model, api_key=target.keys["good"],
+                        base_url=target.base_url(s), max_retries=2, timeout=60.0)  # fmt: skip
+        history = [
+            ChatMessage(role=MessageRole.USER, content="What is the weather in Paris?"),
+            ChatMessage(
+                role=MessageRole.ASSISTANT,
+                content="",
+                additional_kwargs={"tool_calls": [WEATHER_CALL]},
+            ),  # fmt: skip
+            ChatMessage(
+                role=MessageRole.TOOL, content="sunny", additional_kwargs={"tool_call_id": "call_1"}
+            ),  # fmt: skip
+        ]
+        try:
+            r = await llm.achat(history)
+        finally:
+            await llm.aclose()
+        return r.message.content or ""
+
+    before = target.attempts(s)
+    answer = asyncio.run(run())
+    _check_tool_turn(s, target, before)
+    assert answer.strip()
+
+
+def _check_tool_turn(s: Scenario, target: Target, before: int | None) -> None:
+    sent = target.requests(s)
+    assert sent, "no request reached the model server"
+    turns = _assistant_turns(sent[-1])
+    assert turns and turns[0].get("tool_calls"), sent[-1]
+    # "" (or no content key at all) is what strict OpenAI-compatible servers accept.
+    assert turns[0].get("content", "") is not None, "assistant tool-call turn sent content: null"
+    after = target.attempts(s)
+    if before is not None and after is not None:
+        assert after - before == 1, f"{after - before} requests for one tool-loop step"
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+def _structured_langchain(s: Scenario, target: Target) -> None:
+    from langchain_campusllm import ChatCampusLLM
+
+    llm = ChatCampusLLM(model=s.model, api_key=target.keys["good"], base_url=target.base_url(s),
+                        max_retries=0, temperature=0, max_tokens=60)  # fmt: skip
+    got = llm.with_structured_output(Person, method="json_schema").invoke(PERSON[0]["content"])
+    assert isinstance(got, Person) and got.name
+
+
+def _structured_llamaindex(s: Scenario, target: Target) -> None:
+    from llama_index.core.prompts import PromptTemplate
+
+    from llama_index_campusllm import CampusLLM
+
+    llm = CampusLLM(model=s.model, api_key=target.keys["good"], base_url=target.base_url(s),
+                    max_retries=0, temperature=0, max_tokens=60)  # fmt: skip
+    try:
+        got = llm.structured_predict(Person, PromptTemplate(PERSON[0]["content"]))
+    finally:
+        llm.close() if hasattr(llm, "close") else None
+    assert isinstance(got, Person) and got.name
+    body = target.requests(s)[-1]
+    assert body.get("response_format", {}).get("type") == "json_schema", body
+
+
+_TOOLSTRICT = Scenario("tool-loop", "", "sjtu:peer-toolstrict", "litellm", upstream="toolstrict")
+_JSONCHAT = Scenario("structured", "", "llamacpp:smollm2-chat", "llama:chat")
+_NULL = ("LangChain sends the assistant tool-call turn with content: null; strict servers "
+         "(llama-cpp-python, and this model server) answer 500, which is retried")  # fmt: skip
+
+ADAPTER_CHECKS: list[AdapterCheck] = [
+    AdapterCheck("tool-loop-langchain", "a LangChain tool loop's history is accepted",
+                 _TOOLSTRICT, _tool_loop_langchain, {"*": _NULL}),
+    AdapterCheck("tool-loop-llamaindex", "a LlamaIndex tool loop's history is accepted",
+                 _TOOLSTRICT, _tool_loop_llamaindex),
+    AdapterCheck("json-schema-langchain", "with_structured_output(method='json_schema')",
+                 _JSONCHAT, _structured_langchain),
+    AdapterCheck("json-schema-llamaindex", "structured_predict on a json_schema model without "
+                 "tools uses response_format json_schema", _JSONCHAT, _structured_llamaindex,
+                 {"*": "LlamaIndex has no json_schema structured-output path; a model without "
+                  "tools gets a text-completion prompt and parsing"}),
+]  # fmt: skip
+
+
+def adapter_params(target: str) -> list[Any]:
+    out = []
+    for c in ADAPTER_CHECKS:
+        reason = c.xfail.get(target) or c.xfail.get("*")
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        out.append(pytest.param(c, id=c.id, marks=marks))
+    return out
+
+
+def run_adapter(c: AdapterCheck, target: Target) -> None:
+    _ensure_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c.run(c.scenario, target)

@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from conformance_scenarios import (
     SCENARIOS,
+    AdapterCheck,
     Scenario,
     Target,
+    adapter_params,
     conformance_registry,
     params,
+    run_adapter,
     run_client,
     run_wire,
 )
@@ -36,9 +39,12 @@ def sim_target(sim: Any) -> Iterator[Target]:
     def base_url(s: Scenario) -> str:
         return str(sim.url(s.model.split(":", 1)[0]))
 
+    def requests(s: Scenario) -> list[dict[str, Any]]:
+        return [r["json"] for r in sim.requests if r["path"].endswith("/chat/completions")]
+
     keys = {"good": SIM_KEY, "bad": "sk-sim-bad", "limited": SIM_KEY}
     with conformance_registry():
-        yield Target("sim", base_url, keys, prepare, attempts)
+        yield Target("sim", base_url, keys, prepare, attempts, requests)
 
 
 @pytest.mark.parametrize(("scenario", "via"), params("wire", "sim"))
@@ -53,7 +59,16 @@ def test_client(scenario: Scenario, via: str, sim_target: Target) -> None:
 
 def test_every_scenario_says_what_it_checks() -> None:
     for s in SCENARIOS:
-        assert s.what and s.model.count(":") == 1 and s.peer.split(":")[0] in ("litellm", "llama")
+        assert (
+            s.what
+            and s.model.count(":") == 1
+            and s.peer.split(":")[0] in ("litellm", "llama", "upstream")
+        )
         for key in s.xfail:
             target, check = key.split(":")
             assert target in ("sim", "peer", "*") and check in ("wire", *s.client.vias), key
+
+
+@pytest.mark.parametrize("check", adapter_params("sim"))
+def test_adapter(check: AdapterCheck, sim_target: Target) -> None:
+    run_adapter(check, sim_target)

@@ -12,6 +12,7 @@ generations a client's retries started). The model name picks the behaviour:
 ``badcred``      401: the gateway's own upstream key is wrong
 ``toolstrict``   500 with a validation error when an assistant message has ``content: null``
                  (as llama-cpp-python's server answers); otherwise a plain answer
+``drop``         drops the connection halfway through a (non-streamed) response body
 
 Example:
     >>> with Upstream() as up:
@@ -121,7 +122,7 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
-            names = ["reasoner", "think", "slow", "dies", "context", "badcred", "toolstrict"]
+            names = ["reasoner", "think", "slow", "dies", "context", "badcred", "toolstrict", "drop"]
             self._json(200, {"object": "list", "data": [{"id": n} for n in names]})
 
         def do_POST(self) -> None:  # noqa: N802
@@ -139,6 +140,16 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 msg = "Incorrect API key provided: sk-up***. Find your API key in the console."
                 err = {"message": msg, "type": "invalid_request_error", "code": "invalid_api_key"}
                 return self._json(401, {"error": err})
+            if model == "drop":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "4096")
+                self.end_headers()
+                self.wfile.write(b'{"id": "chatcmpl-upstream", "choices": [')
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if model == "toolstrict":
                 for i, m in enumerate(body.get("messages", [])):
                     if m.get("role") == "assistant" and m.get("content") is None:

@@ -158,7 +158,12 @@ def litellm_config(upstream: str) -> dict[str, Any]:
     ]
     return {
         "model_list": [{"model_name": n, "litellm_params": p} for n, p in models],
-        "router_settings": {"routing_strategy": "usage-based-routing-v2", "num_retries": 0},
+        "router_settings": {
+            "routing_strategy": "usage-based-routing-v2",
+            "num_retries": 0,
+            # A failing model server must keep answering the same way, test after test.
+            "disable_cooldowns": True,
+        },
         "litellm_settings": {"num_retries": 0, "request_timeout": 60},
         "general_settings": {
             "custom_auth": "peer_auth.user_api_key_auth",

@@ -50,7 +50,7 @@ class Upstream:
     def __init__(self, slow_s: float = 10.0) -> None:
         self.slow_s = slow_s
         self.hits: collections.Counter[str] = collections.Counter()
-        self.bodies: list[dict[str, Any]] = []
+        self.bodies: list[tuple[str, dict[str, Any]]] = []  # (model, request body)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
@@ -76,7 +76,7 @@ class Upstream:
     def _record(self, model: str, body: dict[str, Any]) -> None:
         with self._lock:
             self.hits[model] += 1
-            self.bodies.append(body)
+            self.bodies.append((model, body))
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -122,13 +122,23 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802
-            names = ["reasoner", "think", "slow", "dies", "context", "badcred", "toolstrict", "drop"]
+            names = [
+                "reasoner",
+                "think",
+                "slow",
+                "dies",
+                "context",
+                "badcred",
+                "toolstrict",
+                "drop",
+            ]
             self._json(200, {"object": "list", "data": [{"id": n} for n in names]})
 
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            model = str(body.get("model", ""))
+            # Through LiteLLM the model is "slow"; called directly it is the registry id.
+            model = str(body.get("model", "")).removeprefix("peer-")
             up._record(model, body)
             stream = bool(body.get("stream"))
             if model == "slow":

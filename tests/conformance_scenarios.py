@@ -73,6 +73,8 @@ LLAMACPP_PROVIDER: dict[str, Any] = {
         {"id": "smollm2-embed", "kind": "embedding", "dimensions": EMBED_DIM,
          "max_input_tokens": LLAMA_CONTEXT},
         {"id": "smollm2-rerank", "kind": "rerank", "rerank_shape": "jina"},
+        # llama-cpp-python's server, --chat_format chatml-function-calling
+        {"id": "smollm2-tools", "context_window": 2048, "tools": True},
     ],
 }  # fmt: skip
 

@@ -29,6 +29,7 @@ _NEEDS = {
     "litellm_peer": ("litellm",),
     "llama_peers": ("llama-server",),
     "peer_target": ("litellm", "llama-server"),
+    "llama_cpp_python_peer": ("llama-cpp-python",),
 }
 
 
@@ -44,12 +45,19 @@ class _Tier:
     def start(self, needed: set[str], say: Any) -> None:
         self.active = True
         paths: dict[str, Path] = {}
-        for name in ("litellm", "llama-server"):
+        for name in ("litellm", "llama-server", "llama-cpp-python"):
             if name not in needed:
+                continue
+            if name == "llama-cpp-python" and provision.cached_llama_cpp_python() is None:
+                # Never built during a test run: about 14 min on 2 idle cores.
+                self.unavailable[name] = (
+                    "llama-cpp-python[server] is not built; build it once with "
+                    "`python tests/peers/provision.py llama-cpp-python` (about 14 min)"
+                )
                 continue
             started = time.monotonic()
             try:
-                if name == "llama-server":
+                if name in ("llama-server", "llama-cpp-python"):
                     paths["model"] = provision.provision_smollm2()
                 paths[name] = provision.PEERS[name]()
             except (provision.Unavailable, OSError, Exception) as e:  # noqa: BLE001
@@ -66,6 +74,11 @@ class _Tier:
             for inst in servers.LLAMA_INSTANCES:
                 p = servers.llama_peer(paths["llama-server"], paths["model"], inst, self.workdir)
                 self.peers[f"llama:{inst}"] = p.start()
+        if "llama-cpp-python" in paths:
+            p = servers.llama_cpp_python_peer(
+                paths["llama-cpp-python"], paths["model"], self.workdir
+            )
+            self.peers["llama-cpp-python"] = p.start()
         say(f"peers: started {', '.join(self.peers) or 'nothing'}; logs in {self.workdir}")
 
     def get(self, name: str) -> servers.Peer:
@@ -165,6 +178,11 @@ def upstream_server(litellm_peer: servers.Peer) -> Upstream:
 @pytest.fixture(scope="session")
 def llama_peers() -> dict[str, servers.Peer]:
     return {name: TIER.get(name) for name in TIER.peers if name.startswith("llama:")}
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python_peer() -> servers.Peer:
+    return TIER.get("llama-cpp-python")
 
 
 @pytest.fixture

@@ -273,3 +273,24 @@ def llama_peer(exe: Path, gguf: Path, instance: str, workdir: Path) -> Peer:
         log=workdir / f"llama-{instance}.log",
         startup_s=LLAMA_STARTUP_S,
     )
+
+
+# ---------------------------------------------------------------- llama-cpp-python (optional)
+
+
+def llama_cpp_python_peer(python: Path, gguf: Path, workdir: Path) -> Peer:
+    """llama-cpp-python's server with the chatml-function-calling format: real tool calls."""
+    port = free_port()
+    cmd = [
+        str(python), "-m", "llama_cpp.server", "--model", str(gguf),
+        "--chat_format", "chatml-function-calling", "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2-tools",
+    ]  # fmt: skip
+    return Peer(
+        name="llama-cpp-python",
+        cmd=cmd,
+        port=port,
+        ready_path="/v1/models",
+        log=workdir / "llama-cpp-python.log",
+        startup_s=LLAMA_STARTUP_S,
+    )

@@ -127,6 +127,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if reporter is not None:
             reporter.write_line(msg)
 
+    provision.LOG = lambda msg: say(f"peers: {msg}")
     say(f"peers: cache {provision.cache_root()}")
     TIER.start(needed, say)
 

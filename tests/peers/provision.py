@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LITELLM_VERSION = "1.108.7"
@@ -61,8 +61,16 @@ def cache_root() -> Path:
     return base / "campusllm" / "peers"
 
 
-def _log(msg: str) -> None:
+def _stderr(msg: str) -> None:
     print(f"[peers] {msg}", file=sys.stderr, flush=True)
+
+
+LOG: Callable[[str], None] = _stderr
+"""Where progress goes; the pytest tier points it at the terminal reporter."""
+
+
+def _log(msg: str) -> None:
+    LOG(msg)
 
 
 @contextlib.contextmanager
@@ -99,7 +107,8 @@ def _mark_ready(entry: Path, started: float, **info: object) -> None:
 
 
 def _run(cmd: list[str], log: Path | None = None, **kw: object) -> None:
-    _log("$ " + " ".join(cmd))
+    if log is None:
+        _log("$ " + " ".join(cmd))
     if log is None:
         subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
         return

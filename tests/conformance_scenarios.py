@@ -154,6 +154,7 @@ class Client:
     never_says: tuple[str, ...] = ()
     partial: bool = False  # StreamInterruptedError kept the text that had arrived
     max_attempts: int | None = None  # requests that reached the model server
+    sent: tuple[tuple[str, Any], ...] = ()  # (dotted path, value) in the model server's request
     max_retries: int = 0
     timeout: float = 60.0
     vias: tuple[str, ...] = ("caller", "langchain", "llamaindex")
@@ -173,7 +174,7 @@ class Scenario:
     thinking: bool | None = None
     attempts: int = 1  # send up to this many, stop at the first failure (limits)
     upstream: str | None = None  # the stub model behind LiteLLM (counts attempts)
-    wire: Wire = Wire()
+    wire: Wire | None = Wire()  # None: nothing to check on the raw exchange
     client: Client = Client()
     sim_setup: tuple[tuple[str, Mapping[str, Any]], ...] = ()  # Simulator method calls
     sim_gap: str | None = None  # how the simulator differs from the real software
@@ -230,6 +231,17 @@ SCENARIOS: list[Scenario] = [
         "sjtu:minimax-m2.7", "litellm", stream=True, upstream="think",
         wire=Wire(content=True, content_has=("</think>",)),
         client=Client(content=True, reasoning=True, no_tags=True),
+    ),
+    Scenario(
+        "thinking-off-switch-model", "thinking=False on deepseek-reasoner sends deepseek-chat",
+        "sjtu:deepseek-reasoner", "litellm", thinking=False, wire=None,
+        client=Client(content=True, reasoning=False),
+    ),
+    Scenario(
+        "thinking-off-template-kwargs", "thinking=False on GLM reaches the model server through "
+        "LiteLLM as chat_template_kwargs", "sjtu:glm-5.1", "litellm", thinking=False,
+        upstream="reasoner", wire=None,
+        client=Client(content=True, sent=(("chat_template_kwargs.enable_thinking", False),)),
     ),
     Scenario(
         "provider-fields", "LiteLLM adds provider_specific_fields to each choice (as SJTU does)",
@@ -470,6 +482,8 @@ def params(check: str, target: str, vias: bool = False) -> list[Any]:
     """pytest params for ``check`` ("wire" or "client") on ``target``, xfails attached."""
     out = []
     for s in SCENARIOS:
+        if not vias and s.wire is None:
+            continue
         for via in s.client.vias if vias else ("wire",):
             reason = s.why_xfail(target, via)
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
@@ -540,6 +554,7 @@ def run_wire(s: Scenario, target: Target) -> None:
             got = _send(client, path.lstrip("/"), body, s.stream)
             if got["status"] != 200:
                 break
+    assert s.wire is not None
     check_wire(s.wire, got)
 
 
@@ -751,6 +766,14 @@ def run_client(s: Scenario, via: str, target: Target) -> None:
                 break
     after = target.attempts(s)
     check_client(s.client, out)
+    if s.client.sent:
+        sent = target.requests(s)
+        assert sent, "no request reached the model server"
+        for path, value in s.client.sent:
+            got: Any = sent[-1]
+            for part in path.split("."):
+                got = got.get(part) if isinstance(got, dict) else None
+            assert got == value, f"the model server got {path}={got!r}, not {value!r}"
     if s.client.max_attempts is not None and before is not None and after is not None:
         assert after - before <= s.client.max_attempts, (
             f"{after - before} generations started on the model server"

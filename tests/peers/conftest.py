@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,10 +41,11 @@ class _Tier:
         self.install_s: dict[str, float] = {}
         self.peers: dict[str, servers.Peer] = {}
         self.upstream: Upstream | None = None
-        self.workdir = Path(tempfile.mkdtemp(prefix="campusllm-peers-"))
+        self.workdir = Path()
 
     def start(self, needed: set[str], say: Any) -> None:
         self.active = True
+        self.workdir = Path(tempfile.mkdtemp(prefix="campusllm-peers-"))
         paths: dict[str, Path] = {}
         for name in ("litellm", "llama-server", "llama-cpp-python"):
             if name not in needed:
@@ -60,7 +62,7 @@ class _Tier:
                 if name in ("llama-server", "llama-cpp-python"):
                     paths["model"] = provision.provision_smollm2()
                 paths[name] = provision.PEERS[name]()
-            except (provision.Unavailable, OSError, Exception) as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - any install failure is the skip reason
                 self.unavailable[name] = f"{name} cannot be installed here: {e}"
                 say(f"peers: {self.unavailable[name]}")
                 continue
@@ -79,7 +81,10 @@ class _Tier:
                 paths["llama-cpp-python"], paths["model"], self.workdir
             )
             self.peers["llama-cpp-python"] = p.start()
-        say(f"peers: started {', '.join(self.peers) or 'nothing'}; logs in {self.workdir}")
+        say(
+            f"peers: started {', '.join(self.peers) or 'nothing'}; logs in {self.workdir} "
+            "(kept when a test fails, or with CAMPUSLLM_PEERS_KEEP=1)"
+        )
 
     def get(self, name: str) -> servers.Peer:
         """The running peer, ready; skips the test with the reason when it is not available."""
@@ -134,6 +139,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     TIER.stop()
+    # The peers' logs (config, server output) are kept only when something failed.
+    if TIER.active and not session.testsfailed and not os.environ.get("CAMPUSLLM_PEERS_KEEP"):
+        shutil.rmtree(TIER.workdir, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -158,8 +166,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             )
     for name, why in TIER.unavailable.items():
         terminalreporter.write_line(f"  {name} SKIPPED: {why}")
-    if os.environ.get("CAMPUSLLM_PEERS_SUMMARY"):
-        Path(os.environ["CAMPUSLLM_PEERS_SUMMARY"]).write_text(f"{ran}\n")
 
 
 # ----------------------------------------------------------------------------- fixtures

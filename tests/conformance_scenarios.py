@@ -233,6 +233,18 @@ SCENARIOS: list[Scenario] = [
         client=Client(content=True, reasoning=True, no_tags=True),
     ),
     Scenario(
+        "reasoning-field", "a model server's `reasoning` field arrives as reasoning_content "
+        "through LiteLLM", "sjtu:qwen3.5-27b", "litellm", thinking=True, upstream="reasoning",
+        wire=Wire(content=True, reasoning_field=True),
+        client=Client(content=True, reasoning=True, no_tags=True),
+    ),
+    Scenario(
+        "reasoning-field-stream", "streamed `reasoning` arrives as reasoning_content",
+        "sjtu:qwen3.5-27b", "litellm", thinking=True, stream=True, upstream="reasoning",
+        wire=Wire(content=True, reasoning_field=True),
+        client=Client(content=True, reasoning=True, no_tags=True),
+    ),
+    Scenario(
         "thinking-off-switch-model", "thinking=False on deepseek-reasoner sends deepseek-chat",
         "sjtu:deepseek-reasoner", "litellm", thinking=False, wire=None,
         client=Client(content=True, reasoning=False),

@@ -143,7 +143,7 @@ def litellm_config(upstream: str) -> dict[str, Any]:
         ("deepseek-reasoner", _up("reasoner", upstream)),
         ("minimax-m2.7", _up("think", upstream)),
         ("glm-5.1", _up("reasoner", upstream)),
-        ("qwen3.5-27b", _mock()),
+        ("qwen3.5-27b", _up("reasoning", upstream)),  # newer vLLM: a "reasoning" field
         # Behind these the model server misbehaves (see upstream.py).
         (
             "peer-slow",

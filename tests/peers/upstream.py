@@ -5,6 +5,7 @@ server can, deterministically, and counts what reached it (so a test can tell ho
 generations a client's retries started). The model name picks the behaviour:
 
 ``reasoner``     reasoning in ``reasoning_content`` (as vLLM's deepseek_r1 parser sends it)
+``reasoning``    reasoning in ``reasoning`` (as newer vLLM releases name the field)
 ``think``        reasoning inline as ``<think>...</think>`` in ``content``
 ``slow``         waits ``slow_s`` before answering (LiteLLM's per-model timeout is shorter)
 ``dies``         streams a few chunks, then drops the connection
@@ -180,16 +181,17 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                                 }
                             },
                         )
+            field = "reasoning" if model == "reasoning" else "reasoning_content"
             if model == "think":
                 content, reasoning = f"<think>{REASONING}</think>{ANSWER}", None
-            elif model == "reasoner":
+            elif model in ("reasoner", "reasoning"):
                 content, reasoning = ANSWER, REASONING
             else:
                 content, reasoning = ANSWER, None
             if not stream:
                 msg: dict[str, Any] = {"role": "assistant", "content": content}
                 if reasoning is not None:
-                    msg["reasoning_content"] = reasoning
+                    msg[field] = reasoning
                 return self._json(200, _completion(model, msg))
             # Chunked, so that hanging up without the last chunk is a broken response (as when
             # a model server dies), not the end of a body delimited by the connection closing.
@@ -207,7 +209,7 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 return
             if reasoning is not None:
                 for piece in _pieces(reasoning):
-                    self._send(_chunk(model, {"reasoning_content": piece}))
+                    self._send(_chunk(model, {field: piece}))
             for piece in _pieces(content):
                 self._send(_chunk(model, {"content": piece}))
             self._send(_chunk(model, {}, "stop"))

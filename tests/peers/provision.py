@@ -46,6 +46,7 @@ LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 
 # The build is CPU-bound and the CI machine has 2 cores; more jobs only add memory pressure.
 BUILD_JOBS = os.environ.get("CAMPUSLLM_PEERS_JOBS", "2")
+PROGRESS_EVERY_S = 60.0
 
 
 class Unavailable(RuntimeError):
@@ -115,13 +116,30 @@ def _run(cmd: list[str], log: Path | None = None, **kw: object) -> None:
     with open(log, "a") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+        started = time.monotonic()
+        while True:
+            try:
+                proc.wait(timeout=PROGRESS_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:
+                # A line now and then, so a long build is visibly alive (and CI does not
+                # give up on a silent job).
+                last = _last_line(log)
+                _log(f"  ... {time.monotonic() - started:.0f} s: {last[:120]}")
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-25:]
         raise Unavailable(
             f"`{' '.join(cmd[:3])} ...` failed (exit {proc.returncode}); log {log}:\n"
             + "\n".join(tail)
         )
+
+
+def _last_line(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = path.read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+    return ""
 
 
 def _bin(venv: Path, name: str) -> Path:

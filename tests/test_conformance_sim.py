@@ -11,18 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conformance_scenarios import (
-    SCENARIOS,
+from conformance_checks import (
     AdapterCheck,
-    Scenario,
     Target,
     adapter_params,
-    conformance_registry,
     params,
     run_adapter,
     run_client,
     run_wire,
 )
+from conformance_scenarios import SCENARIOS, Scenario, conformance_registry
 
 from campusllm.sim import SIM_KEY
 

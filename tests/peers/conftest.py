@@ -27,8 +27,6 @@ from upstream import Upstream
 
 # Which fixtures need which peer (only what the selected tests use gets installed and started).
 _NEEDS = {
-    "litellm_peer": ("litellm",),
-    "llama_peers": ("llama-server",),
     "peer_target": ("litellm", "llama-server"),
     "llama_cpp_python_peer": ("llama-cpp-python",),
 }
@@ -172,22 +170,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def litellm_peer() -> servers.Peer:
-    return TIER.get("litellm")
-
-
-@pytest.fixture(scope="session")
-def upstream_server(litellm_peer: servers.Peer) -> Upstream:
-    assert TIER.upstream is not None
-    return TIER.upstream
-
-
-@pytest.fixture(scope="session")
-def llama_peers() -> dict[str, servers.Peer]:
-    return {name: TIER.get(name) for name in TIER.peers if name.startswith("llama:")}
-
-
-@pytest.fixture(scope="session")
 def llama_cpp_python_peer() -> servers.Peer:
     return TIER.get("llama-cpp-python")
 
@@ -195,7 +177,8 @@ def llama_cpp_python_peer() -> servers.Peer:
 @pytest.fixture
 def peer_target() -> Iterator[Any]:
     """The conformance Target for the real peers (each scenario's peer is looked up lazily)."""
-    from conformance_scenarios import Scenario, Target, conformance_registry
+    from conformance_checks import Target
+    from conformance_scenarios import Scenario, conformance_registry
 
     def base_url(s: Scenario) -> str:
         if s.peer == "upstream":

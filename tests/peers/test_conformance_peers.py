@@ -7,9 +7,8 @@ A strict xfail here marks a defect of ours shown by the real software; its reaso
 from __future__ import annotations
 
 import pytest
-from conformance_scenarios import (
+from conformance_checks import (
     AdapterCheck,
-    Scenario,
     Target,
     adapter_params,
     params,
@@ -17,6 +16,7 @@ from conformance_scenarios import (
     run_client,
     run_wire,
 )
+from conformance_scenarios import Scenario
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(300)]
 

@@ -69,8 +69,17 @@ def test_quick_start_is_two_commands_and_ci_runs_the_test_one() -> None:
     commands = _commands(blocks[0])
     assert commands == ["uv run campusllm demo", commands[1]] and len(commands) == 2, commands
     ci_commands = _commands(CI_RUN.read_text(encoding="utf-8"))
-    assert ci_commands[-1] == commands[1], "CI's last command must be README's test command"
+    assert commands[1] in ci_commands, "CI must run README's test command"
     assert shlex.split(commands[1])[:3] == ["uv", "run", "pytest"]
+
+
+def test_ci_runs_the_peer_tier_as_readme_documents_it() -> None:
+    ci_commands = _commands(CI_RUN.read_text(encoding="utf-8"))
+    dev = _commands("\n".join(b for _, b in FENCE_RE.findall(_section(_readme(), "Development"))))
+    tier = [c for c in dev if c.split("#")[0].strip() == "uv run pytest -m peers"]
+    assert tier, "README 'Development' must show the peer tier's command"
+    assert ci_commands[-1] == "uv run pytest -m peers", "CI ends with the peer tier"
+    assert ci_commands.index("uv run pytest") < len(ci_commands) - 1
 
 
 def test_readme_names_every_providers_env_vars() -> None:

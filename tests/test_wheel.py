@@ -119,9 +119,7 @@ def test_wheel_contents_and_metadata(dist: Path) -> None:
     assert set(meta.get_all("Provides-Extra") or []) >= {"langchain", "llamaindex", "all"}
 
 
-def test_core_install_runs_the_cli_and_names_the_missing_extras(
-    dist: Path, tmp_path: Path
-) -> None:
+def test_core_install_runs_the_cli_and_names_the_missing_extras(dist: Path, tmp_path: Path) -> None:
     env = Env(tmp_path / "core")
     env.pip_install(str(_wheel(dist)))
     assert not env.dists() & set(FRAMEWORK_DISTS), "the core install pulled in a framework"

@@ -264,3 +264,6 @@ def test_langchains_own_helpers_cannot_reach_campus_providers() -> None:
         chat_models.init_chat_model("sjtu:deepseek-reasoner")
     with pytest.raises(ValueError, match="Unsupported"):
         chat_models.init_chat_model("deepseek-reasoner", model_provider="sjtu")
+    agents = pytest.importorskip("langchain.agents")
+    with pytest.raises(ValueError, match="infer model provider"):
+        agents.create_agent("sjtu:deepseek-reasoner", tools=[])

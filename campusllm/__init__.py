@@ -33,6 +33,14 @@ _LAZY = {
     "RetryPolicy": "campusllm.transport",
 }
 
+# LangChain helpers, imported on first use only: `import campusllm` must not import LangChain
+# (without the langchain extra, using them raises an ImportError naming the extra). They stay
+# out of __all__ so that `from campusllm import *` works on a core-only install.
+_LAZY_LANGCHAIN = {
+    "init_chat_model": "langchain_campusllm.factory",
+    "init_embeddings": "langchain_campusllm.factory",
+}
+
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:
@@ -68,7 +76,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
+    mod = _LAZY.get(name) or _LAZY_LANGCHAIN.get(name)
     if mod is None:
         raise AttributeError(f"module 'campusllm' has no attribute {name!r}")
     import importlib

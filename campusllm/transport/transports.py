@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httpx
 from pydantic import SecretStr
 
-from .errors import (
+from ..errors import (
     AuthenticationError,
     BadRequestError,
     CampusLLMError,
@@ -48,11 +48,11 @@ from .errors import (
     register_secret,
     scrub,
 )
-from .tokens import estimate_tokens
+from ..tokens import estimate_tokens
 
 if TYPE_CHECKING:
-    from .limiter import RateLimiter
-    from .registry import ProviderSpec, ResolvedModel
+    from ..limiter import RateLimiter
+    from ..registry import ProviderSpec, ResolvedModel
 
 __all__ = [
     "RetryPolicy",
@@ -519,7 +519,7 @@ def error_from_response(
     response: httpx.Response, resolved: ResolvedModel, body: bytes | None = None
 ) -> CampusLLMError:
     """The typed error for an HTTP error response (the gateway's own message included)."""
-    from .auth import key_env_names
+    from ..auth import key_env_names
 
     provider = resolved.provider
     status = response.status_code

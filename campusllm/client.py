@@ -135,7 +135,8 @@ class CampusClient:
 
     def _sdk_clients(self) -> tuple[Any, Any]:
         if self._sdk is None:
-            from .transport import build_http_clients, sdk_http_library
+            from .openai_sdk import sdk_http_library
+            from .transport import build_http_clients
 
             self._sdk = build_http_clients(
                 self.resolved,

@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from ..errors import (
     BadRequestError,
     CapabilityError,
     ProtocolError,
@@ -41,7 +41,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .registry import ModelSpec, ReasoningSpec, ResolvedModel
+    from ..registry import ModelSpec, ReasoningSpec, ResolvedModel
 
 __all__ = [
     "ToolCall",

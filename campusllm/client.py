@@ -8,14 +8,10 @@ batching rules, the rate limiter and typed errors are written once.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
-import struct
 import sys
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,6 +19,8 @@ from pydantic import SecretStr
 
 from .errors import BadRequestError, CampusLLMError, ProtocolError, redact
 from .tokens import estimate_tokens
+from .wire.completion import error_in_body
+from .wire.responses import RerankResult, embedding_vectors, model_ids, rerank_results
 
 if TYPE_CHECKING:
     from .limiter import RateLimiter
@@ -30,19 +28,6 @@ if TYPE_CHECKING:
     from .transport import RetryPolicy
 
 __all__ = ["CampusClient", "RerankResult"]
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    """One reranked document: its position in the input list and its relevance score.
-
-    Example:
-        >>> RerankResult(index=2, score=0.93)
-        RerankResult(index=2, score=0.93)
-    """
-
-    index: int
-    score: float
 
 
 class _Progress:
@@ -228,9 +213,7 @@ class CampusClient:
                 model=self.resolved.model.id,
             ) from e
         if isinstance(data, dict):
-            from .wire import _error_in_body
-
-            err = _error_in_body(data)
+            err = error_in_body(data)
             if err is not None:  # one-api style: HTTP 200 carrying an error
                 err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
                 raise err
@@ -255,15 +238,6 @@ class CampusClient:
             raise
         except (httpx.HTTPError, ValueError) as e:
             raise error_from_exception(e, self.resolved) from e
-
-    def _protocol(self, what: str, data: Any) -> ProtocolError:
-        return ProtocolError(
-            f"{self.resolved.key} sent a malformed {what}: "
-            f"{redact(json.dumps(data, default=str)[:300], 300)}",
-            hint="Check that the base URL and model point at the right kind of endpoint.",
-            provider=self.resolved.provider.name,
-            model=self.resolved.model.id,
-        )
 
     # -- embeddings --------------------------------------------------------------------
 
@@ -310,20 +284,6 @@ class CampusClient:
             body["dimensions"] = dimensions
         return body
 
-    def _embed_vectors(self, data: Any, n: int) -> list[list[float]]:
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list) or len(items) != n:
-            raise self._protocol(f"embedding response (expected {n} vectors)", data)
-        out: list[list[float] | None] = [None] * n
-        for pos, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise self._protocol("embedding item", item)
-            idx = item.get("index", pos)
-            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < n or out[idx]:
-                raise self._protocol("embedding index", item)
-            out[idx] = _vector(item.get("embedding"), self._protocol)
-        return out  # type: ignore[return-value]  # every slot filled: n distinct indices
-
     def embed(
         self,
         texts: Sequence[str],
@@ -342,7 +302,7 @@ class CampusClient:
         try:
             for a, b in batches:
                 data = self._post("/embeddings", self._embed_body(texts[a:b], dimensions))
-                out.extend(self._embed_vectors(data, b - a))
+                out.extend(embedding_vectors(data, self.resolved, b - a))
                 bar.update(b - a)
         finally:
             bar.close()
@@ -371,7 +331,7 @@ class CampusClient:
         async def worker() -> None:
             for i, (a, b) in it:
                 data = await self._apost("/embeddings", self._embed_body(texts[a:b], dimensions))
-                results[i] = self._embed_vectors(data, b - a)
+                results[i] = embedding_vectors(data, self.resolved, b - a)
                 bar.update(b - a)
 
         try:
@@ -398,29 +358,6 @@ class CampusClient:
             "return_documents": False,
         }
 
-    def _rerank_parse(self, data: Any, offset: int, n: int) -> list[RerankResult]:
-        items = data
-        if isinstance(data, dict):
-            items = data.get("results", data.get("data"))
-        if not isinstance(items, list):
-            raise self._protocol("rerank response", data)
-        out = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise self._protocol("rerank item", item)
-            idx = item.get("index")
-            score = item.get("relevance_score", item.get("score"))
-            if (
-                not isinstance(idx, int)
-                or isinstance(idx, bool)
-                or not 0 <= idx < n
-                or not isinstance(score, (int, float))
-                or isinstance(score, bool)
-            ):
-                raise self._protocol("rerank item", item)
-            out.append(RerankResult(index=offset + idx, score=float(score)))
-        return out
-
     @staticmethod
     def _top(results: list[RerankResult], top_n: int | None) -> list[RerankResult]:
         results.sort(key=lambda r: r.score, reverse=True)
@@ -441,7 +378,7 @@ class CampusClient:
         results: list[RerankResult] = []
         for a, b in self._rerank_batches(len(docs)):
             data = self._post(path, self._rerank_body(query, docs[a:b]))
-            results.extend(self._rerank_parse(data, a, b - a))
+            results.extend(rerank_results(data, self.resolved, offset=a, n=b - a))
         return self._top(results, top_n)
 
     async def arerank(
@@ -464,30 +401,19 @@ class CampusClient:
         async def worker() -> None:
             for i, (a, b) in it:
                 data = await self._apost(path, self._rerank_body(query, docs[a:b]))
-                parts[i] = self._rerank_parse(data, a, b - a)
+                parts[i] = rerank_results(data, self.resolved, offset=a, n=b - a)
 
         await _run_workers(worker, min(max(1, max_concurrency), len(batches)))
         return self._top([r for p in parts for r in p], top_n)
 
     # -- models ------------------------------------------------------------------------
 
-    def _model_ids(self, data: Any) -> list[str]:
-        items = data.get("data") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise self._protocol("model list", data)
-        ids = []
-        for m in items:
-            mid = m.get("id") if isinstance(m, dict) else m
-            if isinstance(mid, str):
-                ids.append(mid)
-        return ids
-
     def list_models(self) -> list[str]:
         """Model ids the gateway lists at ``GET /models``."""
         from .transport import error_from_exception
 
         try:
-            return self._model_ids(self._decode(self.http.get(self._url("/models"))))
+            return model_ids(self._decode(self.http.get(self._url("/models"))), self.resolved)
         except CampusLLMError:
             raise
         except (httpx.HTTPError, ValueError) as e:
@@ -498,7 +424,9 @@ class CampusClient:
         from .transport import error_from_exception
 
         try:
-            return self._model_ids(self._decode(await self.ahttp.get(self._url("/models"))))
+            return model_ids(
+                self._decode(await self.ahttp.get(self._url("/models"))), self.resolved
+            )
         except CampusLLMError:
             raise
         except (httpx.HTTPError, ValueError) as e:
@@ -514,23 +442,6 @@ async def _run_workers(worker: Callable[[], Any], n: int) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def _vector(value: Any, bad: Callable[[str, Any], ProtocolError]) -> list[float]:
-    if isinstance(value, str):  # base64 float32: some gateways ignore encoding_format
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except ValueError as e:
-            raise bad("base64 embedding", value[:50]) from e
-        if len(raw) % 4:
-            raise bad("base64 embedding", value[:50])
-        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
-    if not isinstance(value, list) or not value:
-        raise bad("embedding vector", value)
-    for x in value:
-        if not isinstance(x, (int, float)) or isinstance(x, bool):
-            raise bad("embedding vector", value[:8])
-    return [float(x) for x in value]
 
 
 def _close_quietly(http: Any) -> None:

@@ -35,6 +35,7 @@ from ..errors import (
     scrub,
 )
 from ..registry import ProviderSpec, ResolvedModel
+from ..wire.error_body import parse_gateway_error
 from .library import error_names
 from .retry import retry_after_seconds
 
@@ -42,24 +43,6 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["error_for_status", "error_from_response", "error_from_exception", "network_hint"]
-
-
-def gateway_message(data: Any) -> str | None:
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict):
-            for k in ("message", "msg", "detail"):
-                if isinstance(err.get(k), str) and err[k]:
-                    return str(err[k])
-        elif isinstance(err, str) and err:
-            return err
-        for k in ("message", "msg", "detail", "error_msg"):
-            v = data.get(k)
-            if isinstance(v, str) and v:
-                return v
-            if k == "detail" and isinstance(v, list) and v:  # FastAPI validation errors
-                return json.dumps(v, ensure_ascii=False)[:300]
-    return None
 
 
 def network_hint(provider: ProviderSpec) -> str:
@@ -180,7 +163,8 @@ def error_from_response(
         data: Any = json.loads(text) if text else None
     except ValueError:
         data = None
-    message = gateway_message(data) or (text.strip()[:300] if text.strip() else None)
+    said = parse_gateway_error(data, known_error=True)
+    message = (said.message if said else None) or (text.strip()[:300] if text.strip() else None)
     return error_for_status(
         response.status_code,
         resolved,

@@ -1,21 +1,25 @@
-"""Framework-free wire layer: parse chat completions and streams, prepare request bodies."""
+"""Framework-free wire layer: parse chat completions and streams, prepare request bodies.
+
+One concern per module: :mod:`.reasoning` (reasoning shapes and think tags),
+:mod:`.messages` (the parsed shapes), :mod:`.completion` (whole answers), :mod:`.stream`
+(stream chunks), :mod:`.error_body` (gateway error bodies), :mod:`.request` (request
+bodies) and :mod:`.responses` (embedding, rerank and ``/models`` answers).
+
+Example:
+    >>> from campusllm.wire import parse_completion
+    >>> parse_completion({"choices": [{"message": {"content": "<think>hm</think>\\n\\nHi"}}]})
+    WireMessage(content='Hi', reasoning='hm', tool_calls=[], finish_reason=None, usage=None, model=None, id=None)
+"""  # noqa: E501
 
 from __future__ import annotations
 
-from .reasoning import (
-    Delta,
-    StreamAssembler,
-    ThinkTagSplitter,
-    ToolCall,
-    ToolCallDelta,
-    WireMessage,
-    _error_in_body,
-    has_image,
-    parse_completion,
-    prepare_chat_payload,
-    split_reasoning,
-    thinking_enabled,
-)
+from .completion import error_in_body, parse_completion
+from .error_body import GatewayError, parse_gateway_error
+from .messages import Delta, ToolCall, ToolCallDelta, WireMessage
+from .reasoning import ThinkTagSplitter, split_reasoning
+from .request import has_image, prepare_chat_payload, thinking_enabled
+from .responses import RerankResult
+from .stream import StreamAssembler
 
 __all__ = [
     "ToolCall",
@@ -29,5 +33,8 @@ __all__ = [
     "prepare_chat_payload",
     "thinking_enabled",
     "has_image",
-    "_error_in_body",
+    "error_in_body",
+    "GatewayError",
+    "parse_gateway_error",
+    "RerankResult",
 ]

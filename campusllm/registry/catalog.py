@@ -55,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError, ModelNotFoundError, register_secret
+from ..errors import ConfigError, ModelNotFoundError, register_secret
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -960,7 +960,7 @@ def get_registry() -> Registry:
         return reg
     with _registry_lock:
         if _registry is None:
-            from .config import config_path
+            from ..config import config_path
 
             reg = Registry()
             path = config_path()
@@ -1001,7 +1001,7 @@ def refresh_from_gateway(
         >>> drift = refresh_from_gateway("sjtu")  # doctest: +SKIP
         >>> drift.missing_in_catalog  # now resolvable: resolve("sjtu:<new id>")  # doctest: +SKIP
     """
-    from .client import CampusClient
+    from ..client import CampusClient
 
     reg = get_registry()
     prov = reg.provider(provider)

@@ -133,10 +133,7 @@ def _resolve_any(provider: str, base_url: str | None = None) -> Any:
     """Resolve some chat model of ``provider`` (for calls that need a base URL, not a model)."""
     from .registry import get_registry
 
-    reg = get_registry()
-    prov = reg.provider(provider)
-    first = next((m.id for m in prov.models if m.kind == "chat"), None) or "any"
-    return reg.resolve(provider=provider, model=first, base_url=base_url)
+    return get_registry().resolve_provider(provider, base_url)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:

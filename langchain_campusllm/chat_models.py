@@ -43,6 +43,7 @@ from campusllm.errors import (
 from campusllm.registry import RateLimits, ResolvedModel
 
 from ._base import raise_campus_error
+from .profile import model_profile
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import (
@@ -308,7 +309,7 @@ class ChatCampusLLM(BaseChatOpenAI):
         resolved = self.campus_resolved
         if resolved is None:
             return None
-        return cast(ModelProfile, resolved.model.to_profile_dict())
+        return model_profile(resolved.model)
 
     def _use_responses_api(self, payload: dict) -> bool:
         return False

@@ -8,8 +8,14 @@ Example:
 
 from __future__ import annotations
 
+from campusllm.warn import treat_as_internal
+
 from .embeddings import CampusLLMEmbedding
 from .llms import CampusLLM
 from .postprocessor import CampusLLMRerank
 
 __all__ = ["CampusLLM", "CampusLLMEmbedding", "CampusLLMRerank"]
+
+# Warnings about a call (deprecated model, capability fallback) point at the user's line,
+# not at this package or the framework it runs inside.
+treat_as_internal("llama_index_campusllm", "llama_index.core")

@@ -1,31 +1,42 @@
-"""Framework-free client for one resolved model: HTTP clients, embeddings, rerank, /models.
+"""Framework-free client for one model: embeddings, rerank and the gateway's model list.
 
-Both adapters hold one :class:`CampusClient`. Chat goes through the openai SDK built on
-``client.http``/``client.ahttp``; embeddings and rerank are plain JSON calls made here, so
-batching rules, the rate limiter and typed errors are written once.
+Embeddings and rerank are plain JSON calls made here, so batching rules, the rate limiter and
+typed errors are written once for both adapters. Chat goes through the openai SDK
+(:mod:`campusllm.openai_sdk`) or :class:`~campusllm.chat.ChatCaller`.
+
+Example:
+    >>> from campusllm.registry import resolve
+    >>> from campusllm.sim import Simulator, SIM_KEY
+    >>> with Simulator() as sim:
+    ...     r = resolve("oneapi:qwen3-reranker-8b", base_url=sim.url("oneapi"))
+    ...     with CampusClient(r, SIM_KEY) as c:
+    ...         hits = c.rerank("Where is SJTU?", ["Paris, France.", "SJTU, Shanghai."])
+    >>> [hit.index for hit in hits]
+    [1, 0]
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import sys
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
+from .connection import Connection, connect
 from .errors import BadRequestError, CampusLLMError, ProtocolError, redact
+from .limiter import RateLimiter
+from .registry import RateLimits, ResolvedModel
 from .tokens import estimate_tokens
+from .transport import RetryPolicy, error_from_exception, error_from_response
+from .transport.library import is_http_error
 from .wire.completion import error_in_body
 from .wire.responses import RerankResult, embedding_vectors, model_ids, rerank_results
 
 if TYPE_CHECKING:
-    from .limiter import RateLimiter
-    from .registry import RateLimits, ResolvedModel
-    from .transport import RetryPolicy
+    import httpx
 
 __all__ = ["CampusClient", "RerankResult"]
 
@@ -42,7 +53,7 @@ class _Progress:
         if not enabled:
             return
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # noqa: PLC0415 - optional: a bar only if installed
 
             self._bar = tqdm(total=total, desc=desc, unit="doc")
         except ImportError:
@@ -68,10 +79,12 @@ class _Progress:
 
 
 class CampusClient:
-    """HTTP clients plus embedding, rerank and model-list calls for one resolved model.
+    """Embedding, rerank and model-list calls for one model, over one :class:`Connection`.
 
-    The key comes from ``api_key`` or the provider's env vars; requests go through the
-    process-wide limiter for (provider, key) and one retry policy.
+    ``CampusClient(resolved, api_key, timeout=..., retry=..., limits=...)`` connects with
+    :func:`~campusllm.connection.connect`; ``CampusClient(connection)`` uses one already
+    made. Requests go through the process-wide limiter for (provider, key) and one retry
+    policy.
 
     Example:
         >>> from campusllm.registry import resolve
@@ -85,66 +98,24 @@ class CampusClient:
 
     def __init__(
         self,
-        resolved: ResolvedModel,
+        resolved: ResolvedModel | Connection,
         api_key: SecretStr | str | None = None,
         *,
-        timeout: float | httpx.Timeout = 60.0,
+        timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         limits: RateLimits | None = None,
     ) -> None:
-        from .auth import get_api_key
-        from .limiter import limiter_for
-        from .registry import RateLimits
-        from .transport import RetryPolicy, build_http_clients
-
-        self.resolved = resolved
-        self._api_key: SecretStr = get_api_key(resolved.provider, api_key)
-        if limits is None:
-            limits = resolved.provider.limits
-            if os.environ.get("CAMPUSLLM_CLIENT_LIMITS", "").lower() in ("0", "off", "false", "no"):
-                limits = RateLimits()
-        self.limits = limits
-        self.retry = retry or RetryPolicy()
-        self.limiter: RateLimiter | None = None
-        if self.limits.rpm or self.limits.tpm:
-            self.limiter = limiter_for(
-                resolved.provider.name, self._api_key.get_secret_value(), self.limits
+        if isinstance(resolved, Connection):
+            if api_key is not None or timeout is not None or retry or limits is not None:
+                raise TypeError("CampusClient(connection) takes no other arguments.")
+            self.connection = resolved
+        else:
+            self.connection = connect(
+                resolved, api_key=api_key, timeout=timeout, retry=retry, rate_limits=limits
             )
-        self.http, self.ahttp = build_http_clients(
-            resolved, self._api_key, timeout=timeout, retry=self.retry, limiter=self.limiter
-        )
-        self._timeout = timeout
-        self._sdk: tuple[Any, Any] | None = None
-        # Instances dropped without close() still release their sockets.
-        self._finalizer = weakref.finalize(self, _close_quietly, self.http)
+        self.resolved = self.connection.resolved
 
-    def _sdk_clients(self) -> tuple[Any, Any]:
-        if self._sdk is None:
-            from .openai_sdk import sdk_http_library
-            from .transport import build_http_clients
-
-            self._sdk = build_http_clients(
-                self.resolved,
-                self._api_key,
-                timeout=self._timeout,
-                retry=self.retry,
-                limiter=self.limiter,
-                lib=sdk_http_library(),
-            )
-            weakref.finalize(self, _close_quietly, self._sdk[0])
-        return self._sdk
-
-    @property
-    def sdk_http(self) -> Any:
-        """Sync client for the openai SDK (its own HTTP library; same limiter and retries)."""
-        return self._sdk_clients()[0]
-
-    @property
-    def sdk_ahttp(self) -> Any:
-        """Async client for the openai SDK (its own HTTP library; same limiter and retries)."""
-        return self._sdk_clients()[1]
-
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- the connection ----------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"CampusClient(model={self.resolved.key!r}, base_url={self.resolved.base_url!r})"
@@ -152,34 +123,48 @@ class CampusClient:
     @property
     def api_key(self) -> SecretStr:
         """The key in use (a SecretStr: printing it shows ``**********``)."""
-        return self._api_key
+        return self.connection.api_key
+
+    @property
+    def limits(self) -> RateLimits:
+        """The rate limits applied to this key."""
+        return self.connection.limits
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The process-wide limiter for (provider, key), or None without limits."""
+        return self.connection.limiter
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How 429, 5xx and connection failures are retried."""
+        return self.connection.retry
+
+    @property
+    def http(self) -> httpx.Client:
+        """The sync HTTP client (see :attr:`Connection.http`)."""
+        return self.connection.http
+
+    @http.setter
+    def http(self, client: httpx.Client) -> None:
+        self.connection.http = client
+
+    @property
+    def ahttp(self) -> httpx.AsyncClient:
+        """The async HTTP client (see :attr:`Connection.ahttp`)."""
+        return self.connection.ahttp
+
+    @ahttp.setter
+    def ahttp(self, client: httpx.AsyncClient) -> None:
+        self.connection.ahttp = client
 
     def close(self) -> None:
-        """Close the sync client (the async one too when no event loop is needed)."""
-        self.http.close()
-        if self._sdk is not None:
-            self._sdk[0].close()
-            self._close_async(self._sdk[1])
-        self._close_async(self.ahttp)
-
-    @staticmethod
-    def _close_async(ahttp: Any) -> None:
-        if not ahttp.is_closed:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                try:
-                    asyncio.run(ahttp.aclose())
-                except Exception:  # noqa: BLE001 - sockets bound to a finished loop are gone anyway
-                    pass
+        """Close the connection's clients (the async ones too when no event loop is needed)."""
+        self.connection.close()
 
     async def aclose(self) -> None:
         """Close all clients (the async ones' connections of the running loop)."""
-        self.http.close()
-        await self.ahttp.aclose()
-        if self._sdk is not None:
-            self._sdk[0].close()
-            await self._sdk[1].aclose()
+        await self.connection.aclose()
 
     def __enter__(self) -> CampusClient:
         return self
@@ -193,14 +178,12 @@ class CampusClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # -- helpers -----------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------------
 
     def _url(self, path: str) -> str:
         return self.resolved.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def _decode(self, response: httpx.Response) -> Any:
-        from .transport import error_from_response
-
         if response.status_code >= 400:
             raise error_from_response(response, self.resolved)
         try:
@@ -212,32 +195,39 @@ class CampusClient:
                 provider=self.resolved.provider.name,
                 model=self.resolved.model.id,
             ) from e
-        if isinstance(data, dict):
-            err = error_in_body(data)
-            if err is not None:  # one-api style: HTTP 200 carrying an error
-                err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
-                raise err
+        err = error_in_body(data)
+        if err is not None:  # one-api style: HTTP 200 carrying an error
+            err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
+            raise err
         return data
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        from .transport import error_from_exception
-
+    @contextlib.contextmanager
+    def _typed_errors(self) -> Iterator[None]:
+        """HTTP-library and decoding exceptions raised inside become campusllm's types."""
         try:
-            return self._decode(self.http.post(self._url(path), json=body))
+            yield
         except CampusLLMError:
             raise
-        except (httpx.HTTPError, ValueError) as e:
+        except Exception as e:
+            if not (is_http_error(e) or isinstance(e, ValueError)):
+                raise
             raise error_from_exception(e, self.resolved) from e
+
+    def _get(self, path: str) -> Any:
+        with self._typed_errors():
+            return self._decode(self.http.get(self._url(path)))
+
+    async def _aget(self, path: str) -> Any:
+        with self._typed_errors():
+            return self._decode(await self.ahttp.get(self._url(path)))
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        with self._typed_errors():
+            return self._decode(self.http.post(self._url(path), json=body))
 
     async def _apost(self, path: str, body: dict[str, Any]) -> Any:
-        from .transport import error_from_exception
-
-        try:
+        with self._typed_errors():
             return self._decode(await self.ahttp.post(self._url(path), json=body))
-        except CampusLLMError:
-            raise
-        except (httpx.HTTPError, ValueError) as e:
-            raise error_from_exception(e, self.resolved) from e
 
     # -- embeddings --------------------------------------------------------------------
 
@@ -410,30 +400,14 @@ class CampusClient:
 
     def list_models(self) -> list[str]:
         """Model ids the gateway lists at ``GET /models``."""
-        from .transport import error_from_exception
-
-        try:
-            return model_ids(self._decode(self.http.get(self._url("/models"))), self.resolved)
-        except CampusLLMError:
-            raise
-        except (httpx.HTTPError, ValueError) as e:
-            raise error_from_exception(e, self.resolved) from e
+        return model_ids(self._get("/models"), self.resolved)
 
     async def alist_models(self) -> list[str]:
         """Async :meth:`list_models`."""
-        from .transport import error_from_exception
-
-        try:
-            return model_ids(
-                self._decode(await self.ahttp.get(self._url("/models"))), self.resolved
-            )
-        except CampusLLMError:
-            raise
-        except (httpx.HTTPError, ValueError) as e:
-            raise error_from_exception(e, self.resolved) from e
+        return model_ids(await self._aget("/models"), self.resolved)
 
 
-async def _run_workers(worker: Callable[[], Any], n: int) -> None:
+async def _run_workers(worker: Callable[[], Coroutine[Any, Any, None]], n: int) -> None:
     tasks = [asyncio.ensure_future(worker()) for _ in range(n)]
     try:
         await asyncio.gather(*tasks)
@@ -442,10 +416,3 @@ async def _run_workers(worker: Callable[[], Any], n: int) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def _close_quietly(http: Any) -> None:
-    try:
-        http.close()
-    except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful to report
-        pass

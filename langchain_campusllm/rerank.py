@@ -53,9 +53,7 @@ class CampusLLMRerank(CampusComponent, BaseDocumentCompressor):
         """Rerank ``documents`` for ``query``; return the ``top_n`` best, best first."""
         if not documents:
             return []
-        results = self.campus_client.rerank(
-            query, [d.page_content for d in documents], top_n=self.top_n
-        )
+        results = self._client.rerank(query, [d.page_content for d in documents], top_n=self.top_n)
         return self._ranked(documents, results)
 
     async def acompress_documents(
@@ -67,7 +65,7 @@ class CampusLLMRerank(CampusComponent, BaseDocumentCompressor):
         """Async :meth:`compress_documents`."""
         if not documents:
             return []
-        results = await self.campus_client.arerank(
+        results = await self._client.arerank(
             query, [d.page_content for d in documents], top_n=self.top_n
         )
         return self._ranked(documents, results)

@@ -1,7 +1,7 @@
 """The offline gateway simulator: an OpenAI-compatible HTTP server for every registry provider.
 
 stdlib only (``http.server``), HTTP/1.1 keep-alive, one daemon thread per connection. See
-:class:`Simulator` and DESIGN.md "Simulator" for the behaviour it promises.
+:class:`Simulator` and ARCHITECTURE.md "The simulator" for the behaviour it promises.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ FAULT_KINDS = (
     "malformed_sse",
     "slow_first_byte",
     "error_200",
+    "error_mid_stream",
 )
 FIXTURES = Path(__file__).parent / "fixtures"
 SHAPE_HEADER = "x-sim-reasoning-shape"
@@ -776,6 +777,12 @@ class Simulator:
         self._count("streams")
         if fault is not None and fault.kind == "reset_mid_stream":
             h.send_sse(events, delay_s=delay_s, cut_after=fault.after_chunks)
+        if fault is not None and fault.kind == "error_mid_stream":
+            # what LiteLLM-style gateways send when the upstream fails mid-answer
+            typ = "rate_limit_error" if fault.status == 429 else "server_error"
+            err = _error(f"simulated upstream error mid-stream ({fault.status})", typ, fault.status)
+            k = min(fault.after_chunks, max(len(events) - 1, 0))
+            events = [*events[:k], b"data: " + json.dumps(err).encode() + b"\n\n"]
         if fault is not None and fault.kind in ("malformed_sse", "malformed_json"):
             k = min(fault.after_chunks, max(len(events) - 1, 0))
             garbage = b'data: {"id": "chatcmpl-sim-broken", "choices": [{"delta": {"content\n\n'

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ..auth import key_env_names
@@ -42,7 +41,14 @@ from .retry import retry_after_seconds
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["error_for_status", "error_from_response", "error_from_exception", "network_hint"]
+__all__ = [
+    "error_for_status",
+    "error_from_response",
+    "error_from_exception",
+    "timeout_error",
+    "connect_error",
+    "network_hint",
+]
 
 
 def network_hint(provider: ProviderSpec) -> str:
@@ -69,8 +75,14 @@ def error_for_status(
     message: str | None = None,
     body: str | None = None,
     retry_after: float | None = None,
+    during_stream: bool = False,
+    **partial: Any,
 ) -> CampusLLMError:
     """The typed error for an HTTP error ``status``, carrying the gateway's own ``message``.
+
+    ``during_stream``: the status came as an error event in the middle of a stream (which
+    campusllm never resends); ``partial`` (``partial_content``, ``partial_reasoning``,
+    ``partial_tool_calls``) is what had arrived before it.
 
     Example:
         >>> from campusllm.registry import resolve
@@ -81,24 +93,32 @@ def error_for_status(
     provider = resolved.provider
     where = f"{provider.name}:{resolved.model.id}"
     said = f": {message}" if message else ""
+    how = f"error {status} in the middle of its answer" if during_stream else f"HTTP {status}"
+    kept = (
+        " What arrived before the error is kept on it (partial_content, partial_reasoning, "
+        "partial_tool_calls); streams are never resent, so nothing is duplicated."
+        if during_stream
+        else ""
+    )
     common: dict[str, Any] = {
         "provider": provider.name,
         "model": resolved.model.id,
         "status_code": status,
         "body": body or None,
+        **partial,
     }
     if status == 401:
         envs = " or ".join(key_env_names(provider))
         return AuthenticationError(
-            f"{where} rejected the API key (HTTP 401){said}.",
-            hint=f"Check the key in {envs} (or the api_key= you passed); keys can expire.",
+            f"{where} rejected the API key ({how}){said}.",
+            hint=f"Check the key in {envs} (or the api_key= you passed); keys can expire.{kept}",
             **common,
         )
     if status == 403:
         return PermissionDeniedError(
-            f"{where}: this key may not use the model or endpoint (HTTP 403){said}.",
+            f"{where}: this key may not use the model or endpoint ({how}){said}.",
             hint="Ask the gateway's administrator for access, or pick another model "
-            f"(`campusllm models {provider.name}`).",
+            f"(`campusllm models {provider.name}`).{kept}",
             **common,
         )
     if status == 429:
@@ -107,19 +127,26 @@ def error_for_status(
         quota = ", ".join(
             f"{n}={v}" for n, v in (("rpm", lim.rpm), ("tpm", lim.tpm)) if v is not None
         )
+        what = (
+            f"answered 429 Too Many Requests ({how})"
+            if during_stream
+            else "kept answering 429 Too Many Requests after retries"
+        )
         return RateLimitError(
-            f"{where} kept answering 429 Too Many Requests after retries{said}.{wait}",
+            f"{where} {what}{said}.{wait}",
             retry_after=retry_after,
             hint=(
                 f"The published quota is {quota} per key; " if quota else "Lower the request rate; "
             )
-            + "pass rate_limits=RateLimits(rpm=…, tpm=…) matching your key, or raise max_retries.",
+            + "pass rate_limits=RateLimits(rpm=…, tpm=…) matching your key, or raise max_retries."
+            + kept,
             **common,
         )
     if status >= 500:
+        what = f"failed ({how})" if during_stream else f"failed with HTTP {status} after retries"
         return ServerError(
-            f"{where} failed with HTTP {status} after retries{said}.",
-            hint="The gateway is overloaded or down; try again later or another model.",
+            f"{where} {what}{said}.",
+            hint="The gateway is overloaded or down; try again later or another model." + kept,
             **common,
         )
     hint = None
@@ -140,8 +167,28 @@ def error_for_status(
             f"The request is too long for {resolved.model.id} "
             f"(context window {resolved.model.context_window or 'unknown'} tokens)."
         )
-    return BadRequestError(
-        f"{where} refused the request (HTTP {status}){said}.", hint=hint, **common
+    if kept:
+        hint = (hint or "") + kept
+    return BadRequestError(f"{where} refused the request ({how}){said}.", hint=hint, **common)
+
+
+def timeout_error(resolved: ResolvedModel, what: str) -> TimeoutError:
+    """The error for a gateway that did not answer in time (``what``: the exception's name)."""
+    return TimeoutError(
+        f"{resolved.key} did not answer in time ({what}).",
+        hint="Raise timeout=…; reasoning models can think for minutes before the first token.",
+        provider=resolved.provider.name,
+        model=resolved.model.id,
+    )
+
+
+def connect_error(resolved: ResolvedModel, detail: str) -> UnreachableError:
+    """The error for a gateway that could not be reached (``detail``: what failed)."""
+    return UnreachableError(
+        f"Cannot connect to {resolved.base_url} ({detail}).",
+        hint=network_hint(resolved.provider),
+        provider=resolved.provider.name,
+        model=resolved.model.id,
     )
 
 
@@ -175,15 +222,15 @@ def error_from_response(
 
 
 def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusLLMError:
-    """Map httpx/httpx2 and JSON exceptions to campusllm's typed errors."""
+    """Map httpx/httpx2 and JSON exceptions to campusllm's typed errors.
+
+    An exception that wraps an HTTP-library error (``__cause__``/``__context__``) maps by
+    that error. openai SDK exceptions are mapped by :func:`campusllm.openai_sdk.map_sdk_error`.
+    """
     scrub(exc)
     if isinstance(exc, CampusLLMError):
         return exc
-    cause = _openai_cause(exc)
-    if cause is not exc:
-        if cause is None:
-            return _openai_status(exc, resolved)
-        return error_from_exception(cause, resolved)
+    exc = _http_error_in(exc)
     provider = resolved.provider
     common: dict[str, Any] = {"provider": provider.name, "model": resolved.model.id}
     where = f"{provider.name}:{resolved.model.id}"
@@ -191,15 +238,9 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
     names = error_names(exc)
     detail = f"{type(exc).__name__}: {redact(str(exc), 200)}"
     if "TimeoutException" in names and "ConnectTimeout" not in names:
-        return TimeoutError(
-            f"{where} did not answer in time ({type(exc).__name__}).",
-            hint="Raise timeout=…; reasoning models can think for minutes before the first token.",
-            **common,
-        )
+        return timeout_error(resolved, type(exc).__name__)
     if names & {"ConnectError", "ConnectTimeout"}:
-        return UnreachableError(
-            f"Cannot connect to {host} ({detail}).", hint=network_hint(provider), **common
-        )
+        return connect_error(resolved, detail)
     if names & {"RemoteProtocolError", "ReadError", "WriteError"}:
         return UnreachableError(
             f"The connection to {host} broke ({detail}).",
@@ -221,32 +262,15 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
     return CampusLLMError(f"{where}: {type(exc).__name__}: {redact(str(exc), 300)}", **common)
 
 
-def _openai_cause(exc: BaseException) -> BaseException | None:
-    """An openai SDK error as the httpx/JSON error it stands for (None: a status error).
-
-    Non-openai exceptions come back unchanged.
-    """
-    import httpx
-
-    openai = sys.modules.get("openai")
-    if openai is None or not isinstance(exc, openai.OpenAIError):
-        return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return httpx.ReadTimeout(str(exc))
-    if isinstance(exc, openai.APIConnectionError):
-        c = exc.__cause__
-        return c if c is not None and error_names(c) else httpx.ConnectError(str(exc))
-    if isinstance(exc, openai.APIResponseValidationError):
-        return ValueError(f"unexpected response shape: {exc}")
-    if isinstance(exc, openai.APIStatusError):
-        return None
-    return ValueError(str(exc))
-
-
-def _openai_status(exc: Any, resolved: ResolvedModel) -> CampusLLMError:
-    resp: Any = exc.response
-    try:
-        body = resp.content
-    except RuntimeError:
-        body = json.dumps(exc.body).encode() if exc.body is not None else b""
-    return error_from_response(resp, resolved, body)
+def _http_error_in(exc: BaseException) -> BaseException:
+    """The first HTTP-library error in ``exc``'s chain (``exc`` itself when there is none)."""
+    if isinstance(exc, (ValueError, UnicodeDecodeError)):
+        return exc  # undecodable data, whatever was being handled when it was found
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if error_names(cur):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return exc

@@ -5,7 +5,7 @@ A malformed answer is never passed on as data: every shape problem raises
 
 Example:
     >>> from campusllm.registry import resolve
-    >>> r = resolve("oneapi:bge-reranker-v2-m3", base_url="http://127.0.0.1:9/v1")
+    >>> r = resolve("oneapi:qwen3-reranker-8b", base_url="http://127.0.0.1:9/v1")
     >>> rerank_results({"results": [{"index": 0, "relevance_score": 0.9}]}, r, offset=5, n=1)
     [RerankResult(index=5, score=0.9)]
 """

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..errors import StreamInterruptedError
-from ..registry import ReasoningSpec, ResolvedModel
+from ..registry import ReasoningSpec
 from .completion import error_in_body, first_choice, protocol_error
 from .messages import Delta, ToolCall, ToolCallDelta, WireMessage, json_text
 from .reasoning import ThinkTagSplitter, text_of
@@ -220,23 +219,4 @@ class StreamAssembler:
             usage=self.usage,
             model=self.model,
             id=self.id,
-        )
-
-    def interrupted(self, resolved: ResolvedModel, cause: str = "") -> StreamInterruptedError:
-        """The error for a stream that broke after output began, carrying everything so far."""
-        partial = self.message()
-        return StreamInterruptedError(
-            f"The stream from {resolved.key} broke after output had started"
-            + (f": {cause}" if cause else "."),
-            hint="The partial output is kept on this error (partial_content, "
-            "partial_reasoning, partial_tool_calls); the request was not retried, so nothing "
-            "is duplicated.",
-            partial_content=partial.content,
-            partial_reasoning=partial.reasoning,
-            partial_tool_calls=[
-                {"index": tc.index, "id": tc.id, "name": tc.name, "arguments": tc.arguments}
-                for tc in partial.tool_calls
-            ],
-            provider=resolved.provider.name,
-            model=resolved.model.id,
         )

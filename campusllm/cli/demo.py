@@ -16,7 +16,7 @@ __all__ = ["run_demo"]
 
 
 def _say(title: str) -> None:
-    from .cli import bold
+    from .main import bold
 
     print()
     print(bold(f"── {title}"))
@@ -24,9 +24,9 @@ def _say(title: str) -> None:
 
 def run_demo(model: str | None = None, *, offline: bool = False) -> int:
     """Run the tour; returns an exit code."""
-    from .auth import get_api_key
-    from .errors import AuthenticationError
-    from .registry import get_registry
+    from ..auth import get_api_key
+    from ..errors import AuthenticationError
+    from ..registry import get_registry
 
     model = model or os.environ.get("CAMPUSLLM_MODEL") or "sjtu:deepseek-reasoner"
     reg = get_registry()
@@ -40,7 +40,7 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
             except AuthenticationError:
                 key = None
         if key is None:
-            from .sim import SIM_KEY, Simulator
+            from ..sim import SIM_KEY, Simulator
 
             sim = stack.enter_context(Simulator())
 
@@ -73,7 +73,7 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
 
         llm = ChatCampusLLM(model=model, **conn(provider.name))
         _say("2. LangChain streaming: reasoning (dimmed) apart from the answer")
-        from .cli import dim
+        from .main import dim
 
         full: Any = None
         for chunk in llm.stream("Which is larger, 9.11 or 9.9? Answer briefly."):

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import CampusLLMError
+from ..errors import CampusLLMError
 
 __all__ = ["main"]
 
@@ -67,7 +67,7 @@ def _limits(p: Any) -> str:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    from .registry import get_registry
+    from ..registry import get_registry
 
     rows = []
     for p in get_registry().providers():
@@ -91,7 +91,7 @@ def _caps(m: Any) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import get_registry
+    from ..registry import get_registry
 
     reg = get_registry()
     rows = []
@@ -112,7 +112,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.provider:
             print("--live needs a PROVIDER", file=sys.stderr)
             return 2
-        from .client import CampusClient
+        from ..client import CampusClient
 
         resolved = _resolve_any(args.provider, args.base_url)
         with CampusClient(resolved) as client:
@@ -131,13 +131,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _resolve_any(provider: str, base_url: str | None = None) -> Any:
     """Resolve some chat model of ``provider`` (for calls that need a base URL, not a model)."""
-    from .registry import get_registry
+    from ..registry import get_registry
 
     return get_registry().resolve_provider(provider, base_url)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import ChatCaller
+    from ..chat import ChatCaller
 
     prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     messages: list[dict[str, Any]] = []
@@ -170,9 +170,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     import httpx
 
-    from .auth import get_api_key
-    from .errors import AuthenticationError
-    from .registry import get_registry
+    from ..auth import get_api_key
+    from ..errors import AuthenticationError
+    from ..registry import get_registry
 
     reg = get_registry()
     names = [args.provider] if args.provider else [p.name for p in reg.providers()]
@@ -198,7 +198,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if key is None:
             worst = max(worst, 1 if args.provider else 0)
             # no key, so no auth check: still tell whether the host answers at all
-            from .transport import error_from_exception
+            from ..transport import error_from_exception
 
             try:
                 r = httpx.get(resolved.base_url.rstrip("/") + "/models", timeout=args.timeout)
@@ -208,7 +208,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 err = error_from_exception(e, resolved)
                 print(f"  problem  {type(err).__name__}: {err}")
             continue
-        from .client import CampusClient
+        from ..client import CampusClient
 
         try:
             with CampusClient(resolved, key, timeout=args.timeout) as client:
@@ -229,7 +229,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from .sim import main as sim_main
+    from ..sim import main as sim_main
 
     argv = ["--port", str(args.port), "--host", args.host]
     if args.window is not None:

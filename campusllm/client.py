@@ -53,7 +53,7 @@ class _Progress:
         if not enabled:
             return
         try:
-            from tqdm.auto import tqdm  # noqa: PLC0415 - optional: a bar only if installed
+            from tqdm.auto import tqdm  # optional: a bar only if installed
 
             self._bar = tqdm(total=total, desc=desc, unit="doc")
         except ImportError:

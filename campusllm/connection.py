@@ -141,7 +141,7 @@ class Connection:
         The openai SDK is imported here, on first use: embeddings and rerank never need it.
         """
         if self._openai is None:
-            from .openai_sdk import OpenAIClients  # noqa: PLC0415 - optional, heavy
+            from .openai_sdk import OpenAIClients  # optional, heavy
 
             self._openai = OpenAIClients.on(self)
         return self._openai

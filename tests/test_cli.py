@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from campusllm.chat import ChatCaller, iter_sse_data
@@ -102,3 +107,40 @@ def test_chat_caller_keeps_partial_output_when_stream_breaks(fresh_sim) -> None:
     assert got == err.partial_content + err.partial_reasoning
     assert got  # something had arrived before the break
     caller.close()
+
+
+_WITHOUT = """
+import sys
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == {package!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+from campusllm.cli import main
+sys.exit(main(["demo", "--offline"]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("missing", "still_runs"),
+    [("langchain_campusllm", "function_calling="), ("llama_index_campusllm", "tool call:")],
+)
+def test_demo_runs_without_one_of_the_adapters(
+    missing: str, still_runs: str, tmp_path: pathlib.Path
+) -> None:
+    # The adapters become optional extras: the tour must not need both.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSLLM_")}
+    env.update(CAMPUSLLM_CONFIG=str(tmp_path / "none.toml"), NO_COLOR="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT.format(package=missing)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"({missing} is not installed" in proc.stdout
+    assert still_runs in proc.stdout and "Done." in proc.stdout

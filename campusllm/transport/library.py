@@ -29,7 +29,7 @@ def core_http_library() -> ModuleType:
     line (click, rich, pygments: about 0.2 s) when those are installed, and a chat model that
     only talks through the openai SDK never needs it.
     """
-    import httpx  # noqa: PLC0415 - see the docstring
+    import httpx  # see the docstring
 
     return httpx
 

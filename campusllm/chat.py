@@ -28,12 +28,12 @@ from .transport import error_from_exception, error_from_response
 from .transport.library import is_http_error
 from .wire import Delta, WireMessage, parse_completion, prepare_chat_payload
 from .wire.error_body import error_event_body
-from .wire.sse import SSEEvent, event_json, iter_sse_data, iter_sse_events
+from .wire.sse import SSEEvent, event_json, iter_sse_events
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ChatCaller", "iter_sse_data"]
+__all__ = ["ChatCaller"]
 
 
 class ChatCaller:

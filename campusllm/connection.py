@@ -123,7 +123,10 @@ class Connection:
     @http.setter
     def http(self, client: httpx.Client) -> None:
         # A client of the caller's (a mock transport, a proxy of its own) replaces ours.
-        self._clients[core_http_library().__name__] = (client, self.ahttp)
+        ours, ahttp = self.http_clients()
+        if ours is not client:
+            ours.close()
+        self._clients[core_http_library().__name__] = (client, ahttp)
 
     @property
     def ahttp(self) -> httpx.AsyncClient:
@@ -132,7 +135,8 @@ class Connection:
 
     @ahttp.setter
     def ahttp(self, client: httpx.AsyncClient) -> None:
-        self._clients[core_http_library().__name__] = (self.http, client)
+        http, _ = self.http_clients()  # the replaced async client never opened a socket
+        self._clients[core_http_library().__name__] = (http, client)
 
     @property
     def openai(self) -> OpenAIClients:

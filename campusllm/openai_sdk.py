@@ -85,7 +85,13 @@ def sdk_http_library() -> ModuleType:
 
 
 class SdkConnection(Protocol):
-    """What the SDK clients need from a :class:`~campusllm.connection.Connection`."""
+    """What the SDK clients need from a :class:`~campusllm.connection.Connection`.
+
+    Example:
+        >>> from campusllm.connection import Connection
+        >>> hasattr(Connection, "http_clients")
+        True
+    """
 
     resolved: ResolvedModel
     api_key: SecretStr

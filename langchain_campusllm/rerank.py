@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
+
+from campusllm.wire import RerankResult
 
 from ._base import CampusComponent
 
@@ -31,7 +32,7 @@ class CampusLLMRerank(CampusComponent, BaseDocumentCompressor):
     """How many documents to keep; ``None`` keeps all, reordered."""
 
     @staticmethod
-    def _ranked(documents: Sequence[Document], results: Any) -> list[Document]:
+    def _ranked(documents: Sequence[Document], results: Sequence[RerankResult]) -> list[Document]:
         out = []
         for r in results:
             doc = documents[r.index]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -13,10 +13,9 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 
-from ._common import ClosableClient
+from campusllm.registry import ResolvedModel
 
-if TYPE_CHECKING:
-    from campusllm.registry import ResolvedModel
+from ._common import ClosableClient
 
 __all__ = ["CampusLLMEmbedding"]
 

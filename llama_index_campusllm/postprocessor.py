@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.bridge.pydantic import Field
@@ -11,10 +11,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ._common import ClosableClient
+from campusllm.wire import RerankResult
 
-if TYPE_CHECKING:
-    from campusllm.client import RerankResult
+from ._common import ClosableClient
 
 __all__ = ["CampusLLMRerank"]
 

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from campusllm.chat import ChatCaller, iter_sse_data
+from campusllm.chat import ChatCaller
 from campusllm.cli import main
 from campusllm.errors import ProtocolError, StreamInterruptedError
 from campusllm.sim import SIM_KEY
+from campusllm.wire.sse import SSEEvent, event_json, iter_sse_events
 
 
 def test_providers_lists_every_seed_gateway(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,9 +92,13 @@ def test_doctor_without_key_still_checks_reachability(sim, monkeypatch, capsys) 
 
 
 def test_sse_parser_rejects_garbage() -> None:
+    [event] = iter_sse_events(["data: {not json", ""])
     with pytest.raises(ProtocolError):
-        list(iter_sse_data(["data: {not json", ""]))
-    assert list(iter_sse_data([": comment", 'data: {"a":1}', "", "data: [DONE]", ""])) == [{"a": 1}]
+        event_json(event.data)
+    lines = [": comment", "event: error", 'data: {"a":1}', "", "data: [DONE]", "", "data: 2"]
+    events = list(iter_sse_events(lines))
+    assert events == [SSEEvent("error", '{"a":1}')]  # nothing after [DONE]
+    assert event_json(events[0].data) == {"a": 1}
 
 
 def test_chat_caller_keeps_partial_output_when_stream_breaks(fresh_sim) -> None:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
+from pydantic import SecretStr
+
 from ..auth import get_api_key
 from ..errors import AuthenticationError
 from ..registry import Registry, ResolvedModel, get_registry
@@ -50,7 +52,7 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
     resolved = reg.resolve(model)
     provider = resolved.provider
     with ExitStack() as stack:
-        key: Any = None
+        key: SecretStr | None = None
         if not offline:
             try:
                 key = get_api_key(provider)

@@ -111,7 +111,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
 
-
     reg = get_registry()
     names = [args.provider] if args.provider else [p.name for p in reg.providers()]
     worst = 0

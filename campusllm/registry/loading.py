@@ -159,7 +159,12 @@ def packaged_providers() -> list[tuple[str, ProviderSpec]]:
 
 @dataclass
 class Overrides:
-    """What one override file changes: providers (merged already), keys, default provider."""
+    """What one override file changes: providers (merged already), keys, default provider.
+
+    Example:
+        >>> Overrides(default_provider="ecnu").providers
+        []
+    """
 
     providers: list[ProviderSpec] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)

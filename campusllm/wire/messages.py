@@ -62,14 +62,6 @@ class ToolCall:
             return None
         return value if isinstance(value, dict) else None
 
-    def to_openai(self) -> dict[str, Any]:
-        """The OpenAI wire form (``{"id", "type": "function", "function": {...}}``)."""
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
-
 
 @dataclass
 class WireMessage:

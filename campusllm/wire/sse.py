@@ -3,7 +3,7 @@
 Example:
     >>> [(e.event, e.data) for e in iter_sse_events(["event: error", "data: boom", ""])]
     [('error', 'boom')]
-    >>> list(iter_sse_data(['data: {"a": 1}', "", "data: [DONE]"]))
+    >>> [event_json(e.data) for e in iter_sse_events(['data: {"a": 1}', "", "data: [DONE]"])]
     [{'a': 1}]
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ProtocolError, redact
 
-__all__ = ["SSEEvent", "iter_sse_events", "iter_sse_data", "event_json"]
+__all__ = ["SSEEvent", "iter_sse_events", "event_json"]
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,3 @@ def event_json(data: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolError(f"Unexpected stream event: {redact(data, 200)!r}")
     return obj
-
-
-def iter_sse_data(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """Yield the JSON object of every event until ``[DONE]`` (ProtocolError if not JSON)."""
-    for event in iter_sse_events(lines):
-        yield event_json(event.data)

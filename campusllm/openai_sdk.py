@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import cached_property, lru_cache
@@ -35,7 +34,7 @@ from typing import Any, Protocol
 import openai
 import openai._base_client as _sdk_base
 from openai._streaming import ServerSentEvent, SSEBytesDecoder, SSEDecoder
-from openai.resources.chat.completions import Completions
+from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming
 from pydantic import SecretStr
 
 from .errors import CampusLLMError, ProtocolError, redact, scrub
@@ -200,6 +199,34 @@ class OpenAIClients:
         http = own if own is not None else self._conn.http_clients(sdk_http_library())[1]
         return _AsyncOpenAI(**self._options(own), http_client=http)
 
+    # The rest of the seam, for this connection's model: an adapter holding a connection
+    # reaches it through ``connection.openai`` and never imports the SDK itself.
+
+    def arguments(
+        self, payload: Mapping[str, Any], *, thinking: bool | None = None
+    ) -> dict[str, Any]:
+        """:func:`sdk_arguments` for this connection's model."""
+        return sdk_arguments(payload, self._conn.resolved, thinking=thinking)
+
+    def error(self, exc: BaseException) -> BaseException:
+        """:func:`map_sdk_error` for this connection's model."""
+        return map_sdk_error(exc, self._conn.resolved)
+
+    @staticmethod
+    def chunks(stream: Iterator[Any], guard: StreamGuard) -> Iterator[dict[str, Any]]:
+        """:func:`stream_chunks`."""
+        return stream_chunks(stream, guard)
+
+    @staticmethod
+    def achunks(stream: AsyncIterator[Any], guard: StreamGuard) -> AsyncIterator[dict[str, Any]]:
+        """:func:`astream_chunks`."""
+        return astream_chunks(stream, guard)
+
+    @staticmethod
+    def as_dict(obj: Any) -> dict[str, Any]:
+        """:func:`as_dict`."""
+        return as_dict(obj)
+
 
 # --------------------------------------------------------------------------- requests
 
@@ -207,10 +234,11 @@ class OpenAIClients:
 @lru_cache(maxsize=1)
 def _sdk_body_params() -> frozenset[str]:
     """Body fields ``chat.completions.create()`` takes as keywords; the rest go in extra_body."""
-    params = set(inspect.signature(Completions.create).parameters)
+    spec = CompletionCreateParamsStreaming  # the SDK's own list of the body's fields
+    params = set(spec.__required_keys__ | spec.__optional_keys__)
     # response_format as a keyword makes frameworks switch to the SDK's parse()/stream
     # helpers, which would parse raw content (think tags included) themselves.
-    params -= {"self", "extra_body", "response_format"}
+    params.discard("response_format")
     return frozenset(params)
 
 

@@ -66,16 +66,14 @@ class StreamGuard:
 
     def feed(self, chunk: Any) -> Delta:
         """Take one ``chat.completion.chunk``; raise the gateway's error if it is one."""
-        if isinstance(chunk, dict) and (
-            "choices" not in chunk or "error" in chunk or "success" in chunk
-        ):
-            found = parse_gateway_error(chunk)
-            if found is not None:
-                raise self._gateway_error(found, chunk)
         try:
             delta = self.assembler.feed(chunk)
-        except CampusLLMError as e:  # a chunk that is not a chunk: the stream is unusable
-            raise self.failure(e) from None
+        except CampusLLMError as e:
+            # the assembler refuses error chunks and non-chunks alike; which one was it?
+            found = parse_gateway_error(chunk)
+            if found is not None:
+                raise self._gateway_error(found, chunk) from None
+            raise self.failure(e) from None  # a chunk that is not one: the stream is unusable
         self.started = True
         return delta
 

@@ -1,5 +1,8 @@
 """LangChain integration for campus and enterprise OpenAI-compatible LLM gateways.
 
+The classes are imported on first use: ``from langchain_campusllm import CampusLLMEmbeddings``
+does not load langchain-openai and the openai SDK, which only the chat model needs.
+
 Example:
     >>> from langchain_campusllm import ChatCampusLLM
     >>> llm = ChatCampusLLM(model="sjtu:deepseek-chat")  # doctest: +SKIP
@@ -8,13 +11,33 @@ Example:
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from campusllm.warn import treat_as_internal
-from langchain_campusllm.chat_models import ChatCampusLLM
-from langchain_campusllm.embeddings import CampusLLMEmbeddings
-from langchain_campusllm.rerank import CampusLLMRerank
+
+if TYPE_CHECKING:
+    from .chat_models import ChatCampusLLM as ChatCampusLLM
+    from .embeddings import CampusLLMEmbeddings as CampusLLMEmbeddings
+    from .rerank import CampusLLMRerank as CampusLLMRerank
 
 __all__ = ["ChatCampusLLM", "CampusLLMEmbeddings", "CampusLLMRerank"]
+
+_MODULES = {
+    "ChatCampusLLM": ".chat_models",
+    "CampusLLMEmbeddings": ".embeddings",
+    "CampusLLMRerank": ".rerank",
+}
 
 # Warnings about a call (deprecated model, capability fallback) point at the user's line,
 # not at this package or the framework it runs inside.
 treat_as_internal("langchain_campusllm", "langchain_core")
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -2,7 +2,8 @@
 
 Everything provider-specific (reasoning shape, thinking switch, reasoning pass-back, tool
 support, context window) comes from the campusllm registry and wire layer, everything about
-the openai SDK from :mod:`campusllm.openai_sdk`; this module only translates between
+the openai SDK from :mod:`campusllm.openai_sdk` (reached through ``connection.openai``, so the
+SDK is imported on the first chat, not with LlamaIndex); this module only translates between
 LlamaIndex and them.
 """
 
@@ -36,13 +37,6 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 
 from campusllm.capabilities import supports_function_calling
-from campusllm.openai_sdk import (
-    as_dict,
-    astream_chunks,
-    map_sdk_error,
-    sdk_arguments,
-    stream_chunks,
-)
 from campusllm.streaming import StreamGuard
 from campusllm.wire import Delta, parse_completion
 
@@ -157,13 +151,13 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         body.update(self.additional_kwargs)
         body.update({k: v for k, v in kwargs.items() if v is not None})
         body["stream"] = stream
-        return sdk_arguments(body, self.resolved, thinking=thinking)
+        return self.connection.openai.arguments(body, thinking=thinking)
 
     def _error(self, exc: Exception) -> BaseException:
-        return map_sdk_error(exc, self.resolved)
+        return self.connection.openai.error(exc)
 
     def _response(self, raw: Any) -> ChatResponse:
-        data = as_dict(raw)
+        data = self.connection.openai.as_dict(raw)
         msg = parse_completion(data, self.resolved.model.reasoning)
         return ChatResponse(
             message=assistant_message(msg.content, msg.reasoning, msg.tool_calls),
@@ -206,7 +200,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
                     raise
                 raise mapped from e
             try:
-                for raw in stream_chunks(stream, state.guard):
+                for raw in self.connection.openai.chunks(stream, state.guard):
                     yield state.response(state.guard.feed(raw), raw)
                 last = state.guard.finish()
                 if last.content or last.reasoning:
@@ -231,7 +225,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
                     raise
                 raise mapped from e
             try:
-                async for raw in astream_chunks(stream, state.guard):
+                async for raw in self.connection.openai.achunks(stream, state.guard):
                     yield state.response(state.guard.feed(raw), raw)
                 last = state.guard.finish()
                 if last.content or last.reasoning:

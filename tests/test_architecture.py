@@ -123,3 +123,14 @@ def test_a_chat_model_is_built_on_the_sdk_http_library_alone() -> None:
     if lib == "httpx":
         pytest.skip("the installed openai SDK runs on httpx itself")
     assert httpx_loaded == "False" and pools == "1"
+
+
+def test_embeddings_and_rerankers_do_not_load_the_openai_sdk() -> None:
+    # Only chat goes through the SDK (and LlamaIndex's LLM imports it on its first chat).
+    loaded = _fresh(
+        "import sys\n"
+        "from langchain_campusllm import CampusLLMEmbeddings, CampusLLMRerank\n"
+        "from llama_index_campusllm import CampusLLM, CampusLLMEmbedding, CampusLLMRerank\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'openai', 'langchain_openai'}))"
+    )
+    assert loaded == "[]"

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -27,6 +28,8 @@ _LAZY = {
     "ProviderSpec": "campusllm.registry",
     "RateLimits": "campusllm.registry",
     "get_api_key": "campusllm.auth",
+    "connect": "campusllm.connection",
+    "Connection": "campusllm.connection",
     "CampusClient": "campusllm.client",
     "ChatCaller": "campusllm.chat",
     "Simulator": "campusllm.sim",
@@ -47,6 +50,8 @@ if TYPE_CHECKING:
     from .auth import get_api_key as get_api_key
     from .chat import ChatCaller as ChatCaller
     from .client import CampusClient as CampusClient
+    from .connection import Connection as Connection
+    from .connection import connect as connect
     from .registry import (
         ModelSpec as ModelSpec,
     )
@@ -79,8 +84,6 @@ def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name) or _LAZY_LANGCHAIN.get(name)
     if mod is None:
         raise AttributeError(f"module 'campusllm' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(mod), name)
     globals()[name] = value
     return value

@@ -17,14 +17,11 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from .errors import AuthenticationError, register_secret
-
-if TYPE_CHECKING:
-    from .registry import ProviderSpec
+from .registry import ProviderSpec, get_registry
 
 __all__ = ["GENERIC_KEY_ENV", "key_env_names", "get_api_key"]
 
@@ -73,8 +70,6 @@ def get_api_key(provider: ProviderSpec, explicit: str | SecretStr | None = None)
         if value:
             register_secret(value)
             return SecretStr(value)
-    from .registry import get_registry
-
     stored = get_registry().config_key(provider.name)
     if stored is not None and stored.get_secret_value():
         register_secret(stored.get_secret_value())

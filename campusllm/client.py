@@ -1,48 +1,44 @@
-"""Framework-free client for one resolved model: HTTP clients, embeddings, rerank, /models.
+"""Framework-free client for one model: embeddings, rerank and the gateway's model list.
 
-Both adapters hold one :class:`CampusClient`. Chat goes through the openai SDK built on
-``client.http``/``client.ahttp``; embeddings and rerank are plain JSON calls made here, so
-batching rules, the rate limiter and typed errors are written once.
+Embeddings and rerank are plain JSON calls made here, so batching rules, the rate limiter and
+typed errors are written once for both adapters. Chat goes through the openai SDK
+(:mod:`campusllm.openai_sdk`) or :class:`~campusllm.chat.ChatCaller`.
+
+Example:
+    >>> from campusllm.registry import resolve
+    >>> from campusllm.sim import Simulator, SIM_KEY
+    >>> with Simulator() as sim:
+    ...     r = resolve("oneapi:qwen3-reranker-8b", base_url=sim.url("oneapi"))
+    ...     with CampusClient(r, SIM_KEY) as c:
+    ...         hits = c.rerank("Where is SJTU?", ["Paris, France.", "SJTU, Shanghai."])
+    >>> [hit.index for hit in hits]
+    [1, 0]
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import os
-import struct
+import contextlib
 import sys
-import weakref
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 
+from .connection import Connection, connect
 from .errors import BadRequestError, CampusLLMError, ProtocolError, redact
+from .limiter import RateLimiter
+from .registry import RateLimits, ResolvedModel
 from .tokens import estimate_tokens
+from .transport import RetryPolicy, error_from_exception, error_from_response
+from .transport.library import is_http_error
+from .wire.completion import error_in_body
+from .wire.responses import RerankResult, embedding_vectors, model_ids, rerank_results
 
 if TYPE_CHECKING:
-    from .limiter import RateLimiter
-    from .registry import RateLimits, ResolvedModel
-    from .transport import RetryPolicy
+    import httpx
 
 __all__ = ["CampusClient", "RerankResult"]
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    """One reranked document: its position in the input list and its relevance score.
-
-    Example:
-        >>> RerankResult(index=2, score=0.93)
-        RerankResult(index=2, score=0.93)
-    """
-
-    index: int
-    score: float
 
 
 class _Progress:
@@ -57,7 +53,7 @@ class _Progress:
         if not enabled:
             return
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # optional: a bar only if installed
 
             self._bar = tqdm(total=total, desc=desc, unit="doc")
         except ImportError:
@@ -83,10 +79,12 @@ class _Progress:
 
 
 class CampusClient:
-    """HTTP clients plus embedding, rerank and model-list calls for one resolved model.
+    """Embedding, rerank and model-list calls for one model, over one :class:`Connection`.
 
-    The key comes from ``api_key`` or the provider's env vars; requests go through the
-    process-wide limiter for (provider, key) and one retry policy.
+    ``CampusClient(resolved, api_key, timeout=..., retry=..., limits=...)`` connects with
+    :func:`~campusllm.connection.connect`; ``CampusClient(connection)`` uses one already
+    made. Requests go through the process-wide limiter for (provider, key) and one retry
+    policy.
 
     Example:
         >>> from campusllm.registry import resolve
@@ -100,65 +98,24 @@ class CampusClient:
 
     def __init__(
         self,
-        resolved: ResolvedModel,
+        resolved: ResolvedModel | Connection,
         api_key: SecretStr | str | None = None,
         *,
-        timeout: float | httpx.Timeout = 60.0,
+        timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         limits: RateLimits | None = None,
     ) -> None:
-        from .auth import get_api_key
-        from .limiter import limiter_for
-        from .registry import RateLimits
-        from .transport import RetryPolicy, build_http_clients
-
-        self.resolved = resolved
-        self._api_key: SecretStr = get_api_key(resolved.provider, api_key)
-        if limits is None:
-            limits = resolved.provider.limits
-            if os.environ.get("CAMPUSLLM_CLIENT_LIMITS", "").lower() in ("0", "off", "false", "no"):
-                limits = RateLimits()
-        self.limits = limits
-        self.retry = retry or RetryPolicy()
-        self.limiter: RateLimiter | None = None
-        if self.limits.rpm or self.limits.tpm:
-            self.limiter = limiter_for(
-                resolved.provider.name, self._api_key.get_secret_value(), self.limits
+        if isinstance(resolved, Connection):
+            if api_key is not None or timeout is not None or retry or limits is not None:
+                raise TypeError("CampusClient(connection) takes no other arguments.")
+            self.connection = resolved
+        else:
+            self.connection = connect(
+                resolved, api_key=api_key, timeout=timeout, retry=retry, rate_limits=limits
             )
-        self.http, self.ahttp = build_http_clients(
-            resolved, self._api_key, timeout=timeout, retry=self.retry, limiter=self.limiter
-        )
-        self._timeout = timeout
-        self._sdk: tuple[Any, Any] | None = None
-        # Instances dropped without close() still release their sockets.
-        self._finalizer = weakref.finalize(self, _close_quietly, self.http)
+        self.resolved = self.connection.resolved
 
-    def _sdk_clients(self) -> tuple[Any, Any]:
-        if self._sdk is None:
-            from .transport import build_http_clients, sdk_http_library
-
-            self._sdk = build_http_clients(
-                self.resolved,
-                self._api_key,
-                timeout=self._timeout,
-                retry=self.retry,
-                limiter=self.limiter,
-                lib=sdk_http_library(),
-            )
-            weakref.finalize(self, _close_quietly, self._sdk[0])
-        return self._sdk
-
-    @property
-    def sdk_http(self) -> Any:
-        """Sync client for the openai SDK (its own HTTP library; same limiter and retries)."""
-        return self._sdk_clients()[0]
-
-    @property
-    def sdk_ahttp(self) -> Any:
-        """Async client for the openai SDK (its own HTTP library; same limiter and retries)."""
-        return self._sdk_clients()[1]
-
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- the connection ----------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"CampusClient(model={self.resolved.key!r}, base_url={self.resolved.base_url!r})"
@@ -166,34 +123,48 @@ class CampusClient:
     @property
     def api_key(self) -> SecretStr:
         """The key in use (a SecretStr: printing it shows ``**********``)."""
-        return self._api_key
+        return self.connection.api_key
+
+    @property
+    def limits(self) -> RateLimits:
+        """The rate limits applied to this key."""
+        return self.connection.limits
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The process-wide limiter for (provider, key), or None without limits."""
+        return self.connection.limiter
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How 429, 5xx and connection failures are retried."""
+        return self.connection.retry
+
+    @property
+    def http(self) -> httpx.Client:
+        """The sync HTTP client (see :attr:`Connection.http`)."""
+        return self.connection.http
+
+    @http.setter
+    def http(self, client: httpx.Client) -> None:
+        self.connection.http = client
+
+    @property
+    def ahttp(self) -> httpx.AsyncClient:
+        """The async HTTP client (see :attr:`Connection.ahttp`)."""
+        return self.connection.ahttp
+
+    @ahttp.setter
+    def ahttp(self, client: httpx.AsyncClient) -> None:
+        self.connection.ahttp = client
 
     def close(self) -> None:
-        """Close the sync client (the async one too when no event loop is needed)."""
-        self.http.close()
-        if self._sdk is not None:
-            self._sdk[0].close()
-            self._close_async(self._sdk[1])
-        self._close_async(self.ahttp)
-
-    @staticmethod
-    def _close_async(ahttp: Any) -> None:
-        if not ahttp.is_closed:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                try:
-                    asyncio.run(ahttp.aclose())
-                except Exception:  # noqa: BLE001 - sockets bound to a finished loop are gone anyway
-                    pass
+        """Close the connection's clients (the async ones too when no event loop is needed)."""
+        self.connection.close()
 
     async def aclose(self) -> None:
         """Close all clients (the async ones' connections of the running loop)."""
-        self.http.close()
-        await self.ahttp.aclose()
-        if self._sdk is not None:
-            self._sdk[0].close()
-            await self._sdk[1].aclose()
+        await self.connection.aclose()
 
     def __enter__(self) -> CampusClient:
         return self
@@ -207,14 +178,12 @@ class CampusClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # -- helpers -----------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------------
 
     def _url(self, path: str) -> str:
         return self.resolved.base_url.rstrip("/") + "/" + path.lstrip("/")
 
     def _decode(self, response: httpx.Response) -> Any:
-        from .transport import error_from_response
-
         if response.status_code >= 400:
             raise error_from_response(response, self.resolved)
         try:
@@ -226,43 +195,39 @@ class CampusClient:
                 provider=self.resolved.provider.name,
                 model=self.resolved.model.id,
             ) from e
-        if isinstance(data, dict):
-            from .wire import _error_in_body
-
-            err = _error_in_body(data)
-            if err is not None:  # one-api style: HTTP 200 carrying an error
-                err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
-                raise err
+        err = error_in_body(data)
+        if err is not None:  # one-api style: HTTP 200 carrying an error
+            err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
+            raise err
         return data
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        from .transport import error_from_exception
-
+    @contextlib.contextmanager
+    def _typed_errors(self) -> Iterator[None]:
+        """HTTP-library and decoding exceptions raised inside become campusllm's types."""
         try:
-            return self._decode(self.http.post(self._url(path), json=body))
+            yield
         except CampusLLMError:
             raise
-        except (httpx.HTTPError, ValueError) as e:
+        except Exception as e:
+            if not (is_http_error(e) or isinstance(e, ValueError)):
+                raise
             raise error_from_exception(e, self.resolved) from e
+
+    def _get(self, path: str) -> Any:
+        with self._typed_errors():
+            return self._decode(self.http.get(self._url(path)))
+
+    async def _aget(self, path: str) -> Any:
+        with self._typed_errors():
+            return self._decode(await self.ahttp.get(self._url(path)))
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        with self._typed_errors():
+            return self._decode(self.http.post(self._url(path), json=body))
 
     async def _apost(self, path: str, body: dict[str, Any]) -> Any:
-        from .transport import error_from_exception
-
-        try:
+        with self._typed_errors():
             return self._decode(await self.ahttp.post(self._url(path), json=body))
-        except CampusLLMError:
-            raise
-        except (httpx.HTTPError, ValueError) as e:
-            raise error_from_exception(e, self.resolved) from e
-
-    def _protocol(self, what: str, data: Any) -> ProtocolError:
-        return ProtocolError(
-            f"{self.resolved.key} sent a malformed {what}: "
-            f"{redact(json.dumps(data, default=str)[:300], 300)}",
-            hint="Check that the base URL and model point at the right kind of endpoint.",
-            provider=self.resolved.provider.name,
-            model=self.resolved.model.id,
-        )
 
     # -- embeddings --------------------------------------------------------------------
 
@@ -309,20 +274,6 @@ class CampusClient:
             body["dimensions"] = dimensions
         return body
 
-    def _embed_vectors(self, data: Any, n: int) -> list[list[float]]:
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list) or len(items) != n:
-            raise self._protocol(f"embedding response (expected {n} vectors)", data)
-        out: list[list[float] | None] = [None] * n
-        for pos, item in enumerate(items):
-            if not isinstance(item, dict):
-                raise self._protocol("embedding item", item)
-            idx = item.get("index", pos)
-            if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < n or out[idx]:
-                raise self._protocol("embedding index", item)
-            out[idx] = _vector(item.get("embedding"), self._protocol)
-        return out  # type: ignore[return-value]  # every slot filled: n distinct indices
-
     def embed(
         self,
         texts: Sequence[str],
@@ -341,7 +292,7 @@ class CampusClient:
         try:
             for a, b in batches:
                 data = self._post("/embeddings", self._embed_body(texts[a:b], dimensions))
-                out.extend(self._embed_vectors(data, b - a))
+                out.extend(embedding_vectors(data, self.resolved, b - a))
                 bar.update(b - a)
         finally:
             bar.close()
@@ -370,7 +321,7 @@ class CampusClient:
         async def worker() -> None:
             for i, (a, b) in it:
                 data = await self._apost("/embeddings", self._embed_body(texts[a:b], dimensions))
-                results[i] = self._embed_vectors(data, b - a)
+                results[i] = embedding_vectors(data, self.resolved, b - a)
                 bar.update(b - a)
 
         try:
@@ -397,29 +348,6 @@ class CampusClient:
             "return_documents": False,
         }
 
-    def _rerank_parse(self, data: Any, offset: int, n: int) -> list[RerankResult]:
-        items = data
-        if isinstance(data, dict):
-            items = data.get("results", data.get("data"))
-        if not isinstance(items, list):
-            raise self._protocol("rerank response", data)
-        out = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise self._protocol("rerank item", item)
-            idx = item.get("index")
-            score = item.get("relevance_score", item.get("score"))
-            if (
-                not isinstance(idx, int)
-                or isinstance(idx, bool)
-                or not 0 <= idx < n
-                or not isinstance(score, (int, float))
-                or isinstance(score, bool)
-            ):
-                raise self._protocol("rerank item", item)
-            out.append(RerankResult(index=offset + idx, score=float(score)))
-        return out
-
     @staticmethod
     def _top(results: list[RerankResult], top_n: int | None) -> list[RerankResult]:
         results.sort(key=lambda r: r.score, reverse=True)
@@ -440,7 +368,7 @@ class CampusClient:
         results: list[RerankResult] = []
         for a, b in self._rerank_batches(len(docs)):
             data = self._post(path, self._rerank_body(query, docs[a:b]))
-            results.extend(self._rerank_parse(data, a, b - a))
+            results.extend(rerank_results(data, self.resolved, offset=a, n=b - a))
         return self._top(results, top_n)
 
     async def arerank(
@@ -463,48 +391,23 @@ class CampusClient:
         async def worker() -> None:
             for i, (a, b) in it:
                 data = await self._apost(path, self._rerank_body(query, docs[a:b]))
-                parts[i] = self._rerank_parse(data, a, b - a)
+                parts[i] = rerank_results(data, self.resolved, offset=a, n=b - a)
 
         await _run_workers(worker, min(max(1, max_concurrency), len(batches)))
         return self._top([r for p in parts for r in p], top_n)
 
     # -- models ------------------------------------------------------------------------
 
-    def _model_ids(self, data: Any) -> list[str]:
-        items = data.get("data") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise self._protocol("model list", data)
-        ids = []
-        for m in items:
-            mid = m.get("id") if isinstance(m, dict) else m
-            if isinstance(mid, str):
-                ids.append(mid)
-        return ids
-
     def list_models(self) -> list[str]:
         """Model ids the gateway lists at ``GET /models``."""
-        from .transport import error_from_exception
-
-        try:
-            return self._model_ids(self._decode(self.http.get(self._url("/models"))))
-        except CampusLLMError:
-            raise
-        except (httpx.HTTPError, ValueError) as e:
-            raise error_from_exception(e, self.resolved) from e
+        return model_ids(self._get("/models"), self.resolved)
 
     async def alist_models(self) -> list[str]:
         """Async :meth:`list_models`."""
-        from .transport import error_from_exception
-
-        try:
-            return self._model_ids(self._decode(await self.ahttp.get(self._url("/models"))))
-        except CampusLLMError:
-            raise
-        except (httpx.HTTPError, ValueError) as e:
-            raise error_from_exception(e, self.resolved) from e
+        return model_ids(await self._aget("/models"), self.resolved)
 
 
-async def _run_workers(worker: Callable[[], Any], n: int) -> None:
+async def _run_workers(worker: Callable[[], Coroutine[Any, Any, None]], n: int) -> None:
     tasks = [asyncio.ensure_future(worker()) for _ in range(n)]
     try:
         await asyncio.gather(*tasks)
@@ -513,27 +416,3 @@ async def _run_workers(worker: Callable[[], Any], n: int) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def _vector(value: Any, bad: Callable[[str, Any], ProtocolError]) -> list[float]:
-    if isinstance(value, str):  # base64 float32: some gateways ignore encoding_format
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except ValueError as e:
-            raise bad("base64 embedding", value[:50]) from e
-        if len(raw) % 4:
-            raise bad("base64 embedding", value[:50])
-        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
-    if not isinstance(value, list) or not value:
-        raise bad("embedding vector", value)
-    for x in value:
-        if not isinstance(x, (int, float)) or isinstance(x, bool):
-            raise bad("embedding vector", value[:8])
-    return [float(x) for x in value]
-
-
-def _close_quietly(http: Any) -> None:
-    try:
-        http.close()
-    except Exception:  # noqa: BLE001 - interpreter shutdown: nothing useful to report
-        pass

@@ -99,8 +99,10 @@ class CampusLLMError(Exception):
     """Base class of every error campusllm raises.
 
     Attributes carry what a program needs to react without parsing the message:
-    ``provider``, ``model``, ``status_code``, ``hint`` (how to fix it) and ``body``
-    (the gateway's redacted response text, if any).
+    ``provider``, ``model``, ``status_code``, ``hint`` (how to fix it), ``body``
+    (the gateway's redacted response text, if any) and, for an error that ended a stream,
+    what had already arrived: ``partial_content``, ``partial_reasoning`` and
+    ``partial_tool_calls`` (empty otherwise).
 
     Example:
         >>> err = CampusLLMError("boom", hint="try again", provider="sjtu")
@@ -117,6 +119,9 @@ class CampusLLMError(Exception):
         model: str | None = None,
         status_code: int | None = None,
         body: str | None = None,
+        partial_content: str = "",
+        partial_reasoning: str = "",
+        partial_tool_calls: list[dict[str, Any]] | None = None,
     ) -> None:
         self.message = redact(message, limit=None)
         self.hint = redact(hint, limit=None) if hint else None
@@ -124,6 +129,9 @@ class CampusLLMError(Exception):
         self.model = model
         self.status_code = status_code
         self.body = redact(body) if body is not None else None
+        self.partial_content = partial_content
+        self.partial_reasoning = partial_reasoning
+        self.partial_tool_calls: list[dict[str, Any]] = list(partial_tool_calls or [])
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -331,7 +339,10 @@ class StreamInterruptedError(CampusLLMError):
         partial_tool_calls: list[dict[str, Any]] | None = None,
         **kw: Any,
     ) -> None:
-        self.partial_content = partial_content
-        self.partial_reasoning = partial_reasoning
-        self.partial_tool_calls = list(partial_tool_calls or [])
-        super().__init__(message, **kw)
+        super().__init__(
+            message,
+            partial_content=partial_content,
+            partial_reasoning=partial_reasoning,
+            partial_tool_calls=partial_tool_calls,
+            **kw,
+        )

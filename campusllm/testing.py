@@ -20,12 +20,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from .sim import Simulator
+from .registry import resolve
+from .sim import Simulator
 
 __all__ = ["sim", "fresh_sim", "live_model"]
 
@@ -55,8 +54,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Simulator]:
     """A simulator shared by the whole session (state is reset after each test)."""
-    from .sim import Simulator
-
     s = Simulator(window_s=1.0).start()
     _session_sim.append(s)
     try:
@@ -69,8 +66,6 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture
 def fresh_sim() -> Iterator[Simulator]:
     """A simulator of its own for one test."""
-    from .sim import Simulator
-
     with Simulator(window_s=1.0) as s:
         yield s
 
@@ -109,8 +104,6 @@ def live_model(kind: str) -> str:
     Live tests run only with ``CAMPUSLLM_LIVE=1`` and a key for the model's provider;
     ``CAMPUSLLM_LIVE_<KIND>_MODEL`` picks the model (e.g. ``CAMPUSLLM_LIVE_CHAT_MODEL``).
     """
-    from .registry import resolve
-
     if os.environ.get("CAMPUSLLM_LIVE") != "1":
         pytest.skip("live tests need CAMPUSLLM_LIVE=1")
     spec = os.environ.get(f"CAMPUSLLM_LIVE_{kind.upper()}_MODEL") or _LIVE_DEFAULTS.get(kind, "")

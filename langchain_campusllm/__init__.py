@@ -1,6 +1,8 @@
 """LangChain integration for campus and enterprise OpenAI-compatible LLM gateways.
 
-Needs the ``langchain`` extra: ``pip install "campusllm[langchain]"``.
+Needs the ``langchain`` extra: ``pip install "campusllm[langchain]"``. The classes are imported
+on first use: ``from langchain_campusllm import CampusLLMEmbeddings`` does not load
+langchain-openai and the openai SDK, which only the chat model needs.
 
 Example:
     >>> from langchain_campusllm import ChatCampusLLM
@@ -10,24 +12,22 @@ Example:
 
 from __future__ import annotations
 
-# Checked first so that a core-only install names the extra to add, not a bare module.
-try:
-    import langchain_core  # noqa: F401
-    import langchain_openai  # noqa: F401
-    import openai  # noqa: F401
-except ModuleNotFoundError as exc:
-    if exc.name not in {"langchain_core", "langchain_openai", "openai"}:
-        raise
-    raise ImportError(
-        f"langchain_campusllm needs {exc.name!r}, which is not installed. Install the "
-        'LangChain extra: pip install "campusllm[langchain]" (uv: uv add "campusllm[langchain]")',
-        name=exc.name,
-    ) from exc
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from langchain_campusllm.chat_models import ChatCampusLLM
-from langchain_campusllm.embeddings import CampusLLMEmbeddings
-from langchain_campusllm.factory import init_chat_model, init_embeddings
-from langchain_campusllm.rerank import CampusLLMRerank
+from campusllm.extras import require_extra
+from campusllm.warn import treat_as_internal
+
+# Checked up front (nothing is imported) so that a core-only install names the extra to add,
+# not a bare module deep inside a traceback.
+require_extra("langchain_campusllm", "langchain", ("langchain_core", "langchain_openai", "openai"))
+
+if TYPE_CHECKING:
+    from .chat_models import ChatCampusLLM as ChatCampusLLM
+    from .embeddings import CampusLLMEmbeddings as CampusLLMEmbeddings
+    from .factory import init_chat_model as init_chat_model
+    from .factory import init_embeddings as init_embeddings
+    from .rerank import CampusLLMRerank as CampusLLMRerank
 
 __all__ = [
     "ChatCampusLLM",
@@ -36,3 +36,24 @@ __all__ = [
     "init_chat_model",
     "init_embeddings",
 ]
+
+_MODULES = {
+    "ChatCampusLLM": ".chat_models",
+    "CampusLLMEmbeddings": ".embeddings",
+    "CampusLLMRerank": ".rerank",
+    "init_chat_model": ".factory",
+    "init_embeddings": ".factory",
+}
+
+# Warnings about a call (deprecated model, capability fallback) point at the user's line,
+# not at this package or the framework it runs inside.
+treat_as_internal("langchain_campusllm", "langchain_core")
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

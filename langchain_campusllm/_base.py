@@ -1,4 +1,4 @@
-"""What the LangChain embeddings and rerank classes share: fields, resolution, the client."""
+"""What the LangChain embeddings and rerank classes share: fields, connecting, the client."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from campusllm.errors import CampusLLMError
+from campusllm.client import CampusClient
+from campusllm.connection import Connection, connect
+from campusllm.errors import CampusLLMError, ConfigError
 from campusllm.registry import RateLimits, ResolvedModel
 
 
@@ -39,43 +41,34 @@ class CampusComponent(BaseModel):
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
 
-    campus_resolved: Any = Field(default=None, exclude=True, repr=False)
-    campus_client: Any = Field(default=None, exclude=True, repr=False)
+    campus_client: CampusClient | None = Field(default=None, exclude=True, repr=False)
+    """Set by the constructor: the core client (embeddings, rerank) on this model's connection."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
     @model_validator(mode="before")
     @classmethod
-    def _campusllm_resolve_component(cls, values: Any) -> Any:
+    def _campusllm_connect(cls, values: Any) -> Any:
         if not isinstance(values, dict) or not values.get("model"):
             return values  # pydantic reports a missing model
-        from campusllm.auth import get_api_key
-        from campusllm.client import CampusClient
-        from campusllm.registry import resolve
-        from campusllm.transport import RetryPolicy
-
         values = dict(values)
-        name, provider, url = values["model"], values.get("provider"), values.get("base_url")
-        if provider:
-            resolved = resolve(provider=provider, model=name, base_url=url)
-        else:
-            resolved = resolve(name, base_url=url)
-        key = get_api_key(resolved.provider, values.get("api_key"))
-        values.update(
-            provider=resolved.provider.name,
-            base_url=resolved.base_url,
-            api_key=key,
-            campus_resolved=resolved,
-        )
         if not values.get("campus_client"):
-            retries = values.get("max_retries")
-            values["campus_client"] = CampusClient(
-                resolved,
-                key,
-                timeout=values.get("timeout") or 60.0,
-                retry=None if retries is None else RetryPolicy(max_retries=retries),
-                limits=values.get("rate_limits"),
+            conn = connect(
+                values["model"],
+                provider=values.get("provider"),
+                base_url=values.get("base_url"),
+                api_key=values.get("api_key"),
+                rate_limits=values.get("rate_limits"),
+                max_retries=values.get("max_retries"),
+                timeout=values.get("timeout"),
             )
+            values["campus_client"] = CampusClient(conn)
+        conn = values["campus_client"].connection
+        values.update(
+            provider=conn.resolved.provider.name,
+            base_url=conn.resolved.base_url,
+            api_key=conn.api_key,
+        )
         return values
 
     def __init__(self, **kwargs: Any) -> None:
@@ -86,6 +79,17 @@ class CampusComponent(BaseModel):
             raise
 
     @property
+    def _client(self) -> CampusClient:
+        if self.campus_client is None:
+            raise ConfigError(f"This {type(self).__name__} was not built by its constructor.")
+        return self.campus_client
+
+    @property
+    def connection(self) -> Connection:
+        """The connection: resolved model, key, limiter, retry policy and HTTP clients."""
+        return self._client.connection
+
+    @property
     def resolved(self) -> ResolvedModel:
         """The registry entry this model was resolved to."""
-        return self.campus_resolved  # type: ignore[no-any-return]
+        return self.connection.resolved

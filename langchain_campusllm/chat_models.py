@@ -2,47 +2,39 @@
 
 ``ChatCampusLLM`` is a thin :class:`~langchain_openai.chat_models.base.BaseChatOpenAI`
 subclass: every provider quirk (reasoning shapes, thinking switches, reasoning pass-back,
-request defaults, capability checks) comes from the campusllm registry and wire layer, and
-every request goes through campusllm's single limiter/retry transport.
+request defaults, capability checks) comes from the campusllm registry and wire layer, every
+request goes through campusllm's single limiter/retry transport, and everything about the
+openai SDK (its clients, its arguments, its errors, failing streams) through
+:mod:`campusllm.openai_sdk`.
 """
 
 from __future__ import annotations
 
 import contextvars
-import inspect
-import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from functools import lru_cache
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-)
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
-from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
-from langchain_core.utils.function_calling import convert_to_openai_function
+from langchain_core.runnables import Runnable
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from campusllm.errors import (
-    CampusLLMError,
-    CapabilityError,
-    ConfigError,
-    ProtocolError,
-    redact,
-)
+from campusllm.capabilities import require_tools, structured_output_method
+from campusllm.connection import Connection, connect
+from campusllm.errors import CampusLLMError, ConfigError, ProtocolError, redact
+from campusllm.openai_sdk import OpenAIClients, as_dict, map_sdk_error, sdk_arguments, stream_error
 from campusllm.registry import RateLimits, ResolvedModel
+from campusllm.streaming import StreamGuard
+from campusllm.wire import Delta, parse_completion
 
 from ._base import raise_campus_error
+from .convert import MODEL_PROVIDER, ai_message, delta_chunk, reasoning_of, response_format_dict
+from .profile import model_profile
+from .structured import json_schema_runnable
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import (
@@ -50,100 +42,29 @@ if TYPE_CHECKING:
         CallbackManagerForLLMRun,
     )
 
-    from campusllm.wire import Delta, StreamAssembler
-
 __all__ = ["ChatCampusLLM"]
 
-#: ``response_metadata["model_provider"]``: an unregistered provider makes langchain-core
-#: build ``content_blocks`` from ``additional_kwargs["reasoning_content"]`` (the "openai"
-#: translator would hide the reasoning).
-MODEL_PROVIDER = "campusllm"
 _DEFAULT_TIMEOUT = 120.0
-# SDK request options that are not body fields but must stay keyword arguments.
-_SDK_OPTIONS = frozenset({"extra_headers", "extra_query", "timeout"})
-
-
-@lru_cache(maxsize=1)
-def _sdk_body_params() -> frozenset[str]:
-    """Body fields the openai SDK's ``create()`` accepts as keywords; the rest go in extra_body."""
-    from openai.resources.chat.completions import Completions
-
-    params = set(inspect.signature(Completions.create).parameters)
-    # response_format as a keyword makes langchain-openai switch to the SDK's parse()/beta
-    # stream helpers, which would parse raw content (think tags included) themselves.
-    params -= {"self", "extra_body", "response_format"}
-    return frozenset(params)
+# langchain-openai reading an SDK object of the wrong shape ("usage": [], "data: null")
+_MALFORMED = (AttributeError, TypeError, KeyError)
 
 
 class _StreamState:
-    """Per-stream-call state: one assembler, so think tags split across chunks stay split."""
+    """Per-stream-call state: one guard, so think tags split across chunks stay split."""
 
-    __slots__ = ("assembler", "started", "finish_seen", "model_name")
+    __slots__ = ("guard", "finish_seen", "model_name")
 
-    def __init__(self, assembler: StreamAssembler, model_name: str) -> None:
-        self.assembler = assembler
-        self.started = False
+    def __init__(self, guard: StreamGuard, model_name: str) -> None:
+        self.guard = guard
         self.finish_seen = False
         self.model_name = model_name
 
 
 # Set only around each step of the parent generator, so interleaved or concurrent streams
-# never see each other's assembler.
+# never see each other's state.
 _STREAM_STATE: contextvars.ContextVar[_StreamState | None] = contextvars.ContextVar(
     "campusllm_stream_state", default=None
 )
-
-
-def _count(value: Any) -> int:
-    """A token count from a gateway's usage block; junk counts as 0 rather than crashing."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _usage_metadata(usage: Mapping[str, Any] | None) -> UsageMetadata | None:
-    if not usage:
-        return None
-    inp = _count(usage.get("prompt_tokens")) or _count(usage.get("input_tokens"))
-    out = _count(usage.get("completion_tokens")) or _count(usage.get("output_tokens"))
-    total = _count(usage.get("total_tokens")) or inp + out
-    meta = UsageMetadata(input_tokens=inp, output_tokens=out, total_tokens=total)
-    p_details = usage.get("prompt_tokens_details")
-    if isinstance(p_details, Mapping) and p_details.get("cached_tokens") is not None:
-        meta["input_token_details"] = {"cache_read": _count(p_details["cached_tokens"])}
-    c_details = usage.get("completion_tokens_details")
-    if isinstance(c_details, Mapping) and c_details.get("reasoning_tokens") is not None:
-        meta["output_token_details"] = {"reasoning": _count(c_details["reasoning_tokens"])}
-    return meta
-
-
-def _reasoning_of(message: AIMessage) -> str | None:
-    """Reasoning an AIMessage carries, from additional_kwargs or ``reasoning`` blocks."""
-    r = message.additional_kwargs.get("reasoning_content")
-    if isinstance(r, str):
-        return r
-    if isinstance(message.content, list):
-        parts = [
-            b["reasoning"]
-            for b in message.content
-            if isinstance(b, dict)
-            and b.get("type") == "reasoning"
-            and isinstance(b.get("reasoning"), str)
-        ]
-        if parts:
-            return "".join(parts)
-    return None
-
-
-def _response_format_dict(schema: Any, strict: bool | None) -> dict[str, Any]:
-    """An OpenAI ``json_schema`` response_format for a pydantic class / TypedDict / schema."""
-    if isinstance(schema, dict) and schema.get("type") == "json_schema":
-        return schema
-    if isinstance(schema, dict) and "name" in schema and "schema" in schema:
-        return {"type": "json_schema", "json_schema": schema}
-    function = dict(convert_to_openai_function(schema, strict=strict))
-    function["schema"] = function.pop("parameters")
-    if strict is None:
-        function.pop("strict", None)
-    return {"type": "json_schema", "json_schema": function}
 
 
 class ChatCampusLLM(BaseChatOpenAI):
@@ -173,10 +94,8 @@ class ChatCampusLLM(BaseChatOpenAI):
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
 
-    campus_resolved: Any = Field(default=None, exclude=True, repr=False)
-    """Set by the constructor: the :class:`~campusllm.registry.ResolvedModel` (see ``resolved``)."""
-    campus_client: Any = Field(default=None, exclude=True, repr=False)
-    """Set by the constructor: the :class:`~campusllm.client.CampusClient` owning the transport."""
+    campus_connection: Connection | None = Field(default=None, exclude=True, repr=False)
+    """Set by the constructor: the :class:`~campusllm.connection.Connection` it sends on."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -190,96 +109,74 @@ class ChatCampusLLM(BaseChatOpenAI):
     @model_validator(mode="before")
     @classmethod
     def _campusllm_resolve(cls, values: Any) -> Any:
-        """Resolve the model via the registry and build the SDK clients on our transport."""
+        """Connect (registry, key, limiter, transport) and build the SDK clients on it."""
         if not isinstance(values, dict):
             return values
-        from campusllm.auth import get_api_key
-        from campusllm.client import CampusClient
-        from campusllm.registry import resolve
-        from campusllm.transport import RetryPolicy
-
         values = dict(values)
         name = values.pop("model", None) or values.pop("model_name", None)
         values.pop("model_name", None)
         base_url = values.pop("base_url", None) or values.pop("openai_api_base", None)
         values.pop("openai_api_base", None)
-        provider = values.get("provider")
+        api_key = values.pop("api_key", None) or values.pop("openai_api_key", None)
+        values.pop("openai_api_key", None)
         if not name:
             raise ConfigError(
                 "ChatCampusLLM needs a model.",
                 hint='Pass model="provider:model", e.g. model="sjtu:deepseek-chat".',
             )
-        if provider:
-            resolved = resolve(provider=provider, model=name, base_url=base_url)
-        else:
-            resolved = resolve(name, base_url=base_url)
-
-        explicit = values.pop("api_key", None) or values.pop("openai_api_key", None)
-        values.pop("openai_api_key", None)
-        if explicit is not None and not isinstance(explicit, (str, SecretStr)):
-            raise ConfigError(
-                "api_key must be a string or SecretStr.",
-                hint="Callables are not supported; campusllm's transport needs the key.",
-            )
-        key = get_api_key(resolved.provider, explicit)
-
+        timeout = values.get("timeout", values.get("request_timeout"))
+        if timeout is None:
+            timeout = values["timeout"] = _DEFAULT_TIMEOUT
+        numeric = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        conn = connect(
+            name,
+            provider=values.get("provider"),
+            base_url=base_url,
+            api_key=api_key,
+            rate_limits=values.get("rate_limits"),
+            max_retries=values.get("max_retries"),
+            timeout=timeout if numeric else _DEFAULT_TIMEOUT,
+        )
+        resolved = conn.resolved
         values["model"] = resolved.wire_model
         values["provider"] = resolved.provider.name
         values["base_url"] = resolved.base_url
-        values["api_key"] = key
+        values["api_key"] = conn.api_key
         if values.get("max_tokens") is None and resolved.model.max_output:
             values["max_tokens"] = resolved.model.max_output
         if values.get("stream_usage") is None:
             values["stream_usage"] = resolved.provider.stream_usage
         # Chat Completions only: campus gateways do not implement the Responses API.
         values["use_responses_api"] = False
-        timeout = values.get("timeout", values.get("request_timeout"))
-        if timeout is None:
-            timeout = _DEFAULT_TIMEOUT
-            values["timeout"] = timeout
-
         if not values.get("client"):
-            import openai
-
-            max_retries = values.get("max_retries")
-            retry = RetryPolicy() if max_retries is None else RetryPolicy(max_retries=max_retries)
-            limits = values.get("rate_limits")
-            if isinstance(limits, dict):
-                limits = RateLimits(**limits)
-            http_timeout = timeout if isinstance(timeout, (int, float)) else _DEFAULT_TIMEOUT
-            client = CampusClient(resolved, key, timeout=http_timeout, retry=retry, limits=limits)
-            common: dict[str, Any] = {
-                "api_key": key.get_secret_value(),
-                "base_url": resolved.base_url,
-                "timeout": timeout,
-                # One retry loop only: campusllm's transport (limiter-aware, Retry-After).
-                "max_retries": 0,
-                "default_headers": values.get("default_headers"),
-                "default_query": values.get("default_query"),
-            }
-            # openai 3.x annotates httpx2 clients; it drives any httpx-compatible client.
-            sync_http: Any = values.get("http_client") or client.sdk_http
-            async_http: Any = values.get("http_async_client") or client.sdk_ahttp
-            root = openai.OpenAI(**common, http_client=sync_http)
-            aroot = openai.AsyncOpenAI(**common, http_client=async_http)
-            values["root_client"] = root
-            values["client"] = root.chat.completions
-            values["root_async_client"] = aroot
-            values["async_client"] = aroot.chat.completions
-            values["campus_client"] = client
-        values["campus_resolved"] = resolved
+            sdk = OpenAIClients(
+                conn,
+                timeout=timeout,
+                default_headers=values.get("default_headers"),
+                default_query=values.get("default_query"),
+                http_client=values.get("http_client"),
+                http_async_client=values.get("http_async_client"),
+            )
+            values["root_client"] = sdk.sync
+            values["client"] = sdk.sync.chat.completions
+            values["root_async_client"] = sdk.async_
+            values["async_client"] = sdk.async_.chat.completions
+        values["campus_connection"] = conn
         return values
 
     # ------------------------------------------------------------------ identity
 
     @property
-    def resolved(self) -> ResolvedModel:
-        """The registry entry this model was resolved to (provider, model spec, base URL)."""
-        return cast(ResolvedModel, self.campus_resolved)
+    def connection(self) -> Connection:
+        """The connection: resolved model, key, limiter, retry policy and HTTP clients."""
+        if self.campus_connection is None:  # only a model built around the constructor
+            raise ConfigError("This ChatCampusLLM was not built by its constructor.")
+        return self.campus_connection
 
     @property
-    def _resolved(self) -> ResolvedModel:
-        return cast(ResolvedModel, self.campus_resolved)
+    def resolved(self) -> ResolvedModel:
+        """The registry entry this model was resolved to (provider, model spec, base URL)."""
+        return self.connection.resolved
 
     @property
     def _llm_type(self) -> str:
@@ -295,8 +192,8 @@ class ChatCampusLLM(BaseChatOpenAI):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        resolved = self.campus_resolved
-        env = resolved.provider.key_env[0] if resolved and resolved.provider.key_env else None
+        conn = self.campus_connection
+        env = conn.resolved.provider.key_env[0] if conn and conn.resolved.provider.key_env else None
         return {"openai_api_key": env or "CAMPUSLLM_API_KEY"}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
@@ -305,10 +202,9 @@ class ChatCampusLLM(BaseChatOpenAI):
         return params
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        resolved = self.campus_resolved
-        if resolved is None:
+        if self.campus_connection is None:
             return None
-        return cast(ModelProfile, resolved.model.to_profile_dict())
+        return model_profile(self.campus_connection.resolved.model)
 
     def _use_responses_api(self, payload: dict) -> bool:
         return False
@@ -322,8 +218,6 @@ class ChatCampusLLM(BaseChatOpenAI):
         stop: list[str] | None = None,
         **kwargs: Any,
     ) -> dict:
-        from campusllm.wire import prepare_chat_payload
-
         thinking = kwargs.pop("thinking", None)
         if thinking is None:
             thinking = self.thinking
@@ -338,7 +232,7 @@ class ChatCampusLLM(BaseChatOpenAI):
         if len(wire_messages) == len(messages):
             for i, (msg, d) in enumerate(zip(messages, wire_messages, strict=True)):
                 if isinstance(msg, AIMessage) and isinstance(d, dict):
-                    reasoning = _reasoning_of(msg)
+                    reasoning = reasoning_of(msg)
                     if reasoning is not None:
                         wire_messages[i] = {**d, "reasoning_content": reasoning}
             payload["messages"] = wire_messages
@@ -347,85 +241,39 @@ class ChatCampusLLM(BaseChatOpenAI):
             payload["stream_options"] = None  # the user turned stream usage off
         rf = payload.get("response_format")
         if isinstance(rf, type) and is_basemodel_subclass(rf):
-            payload["response_format"] = _response_format_dict(rf, strict=True)
-
-        extra = payload.pop("extra_body", None) or {}
-        merged = {**payload, **dict(extra)}
-        out = prepare_chat_payload(merged, self._resolved, thinking=thinking)
-        if out.get("stream_options") is None:
-            out.pop("stream_options", None)
-
-        sdk = _sdk_body_params()
-        body: dict[str, Any] = {}
-        extra_body: dict[str, Any] = {}
-        for k, v in out.items():
-            if k in sdk or k in _SDK_OPTIONS:
-                body[k] = v
-            else:
-                extra_body[k] = v
-        if extra_body:
-            body["extra_body"] = extra_body
-        return body
+            payload["response_format"] = response_format_dict(rf, strict=True)
+        return sdk_arguments(payload, self.resolved, thinking=thinking)
 
     def _create_chat_result(
         self,
         response: dict | Any,
         generation_info: dict | None = None,
     ) -> ChatResult:
-        from campusllm.wire import parse_completion
-
-        if isinstance(response, dict):
-            body = response
-        elif hasattr(response, "model_dump"):
-            body = response.model_dump(warnings=False)
-        else:
+        if not isinstance(response, dict) and not hasattr(response, "model_dump"):
             raise ProtocolError(
                 f"The gateway answered something that is not JSON: {redact(response, 200)!r}",
                 hint="Check that the base URL points at an OpenAI-compatible API.",
-                provider=self._resolved.provider.name,
-                model=self._resolved.model.id,
+                provider=self.resolved.provider.name,
+                model=self.resolved.model.id,
             )
+        body = as_dict(response)
         choices = body.get("choices")
         bodies = (
             [{**body, "choices": [c]} for c in choices]
             if isinstance(choices, list) and len(choices) > 1
             else [body]
         )
-        spec = self._resolved.model.reasoning
+        spec = self.resolved.model.reasoning
         generations = []
         wire = None
         for one in bodies:
             wire = parse_completion(one, spec)
-            additional: dict[str, Any] = {}
-            if wire.reasoning:
-                additional["reasoning_content"] = wire.reasoning
-            calls, invalid = [], []
-            for tc in wire.tool_calls:
-                args = tc.parsed_arguments()
-                if args is None:
-                    invalid.append(
-                        invalid_tool_call(
-                            name=tc.name,
-                            args=tc.arguments,
-                            id=tc.id,
-                            error="Tool call arguments are not a valid JSON object.",
-                        )
-                    )
-                else:
-                    calls.append(tool_call(name=tc.name, args=args, id=tc.id))
-            message = AIMessage(
-                content=wire.content,
-                additional_kwargs=additional,
-                tool_calls=calls,
-                invalid_tool_calls=invalid,
-                usage_metadata=_usage_metadata(wire.usage),
-                response_metadata={"model_provider": MODEL_PROVIDER},
-            )
             info = dict(generation_info or {})
             info["finish_reason"] = wire.finish_reason
-            generations.append(ChatGeneration(message=message, generation_info=info))
+            generations.append(ChatGeneration(message=ai_message(wire), generation_info=info))
+        usage = body.get("usage")
         llm_output: dict[str, Any] = {
-            "token_usage": body.get("usage") if isinstance(body.get("usage"), Mapping) else None,
+            "token_usage": usage if isinstance(usage, dict) else None,
             "model_provider": MODEL_PROVIDER,
             "model_name": (wire.model if wire else None) or self.model_name,
             "system_fingerprint": body.get("system_fingerprint") or "",
@@ -436,43 +284,25 @@ class ChatCampusLLM(BaseChatOpenAI):
 
     # ------------------------------------------------------------------ errors
 
-    def _malformed(self, exc: BaseException) -> ProtocolError:
-        # the SDK building its objects from a body of the wrong shape ("usage": [])
+    def _malformed(self, exc: BaseException, what: str = "an unexpected shape") -> ProtocolError:
         return ProtocolError(
-            f"{self._resolved.key} answered in an unexpected shape ({exc}).",
+            f"{self.resolved.key} answered in {what} ({exc}).",
             hint="Check that the base URL points at an OpenAI-compatible API.",
-            provider=self._resolved.provider.name,
-            model=self._resolved.model.id,
+            provider=self.resolved.provider.name,
+            model=self.resolved.model.id,
         )
 
-    def _map_error(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, CampusLLMError):
-            return exc
-        from campusllm.transport import error_from_exception
-
-        return error_from_exception(exc, self._resolved)
-
-    def _interrupted(self, exc: BaseException, state: _StreamState) -> CampusLLMError:
-        mapped = self._map_error(exc)
-        err = state.assembler.interrupted(self._resolved, str(mapped))
-        err.status_code = getattr(mapped, "status_code", None)
-        return err
+    def _call_error(self, exc: Exception) -> BaseException:
+        """The error a failed call raises (``exc`` itself when it is not ours to type)."""
+        if isinstance(exc, _MALFORMED) and not isinstance(exc, CampusLLMError):
+            return self._malformed(exc)
+        return map_sdk_error(exc, self.resolved)
 
     def _stream_error(self, exc: Exception, state: _StreamState) -> BaseException:
         """The error a failing stream raises (``exc`` itself when it is not ours to type)."""
-        if state.started:
-            return self._interrupted(exc, state)
-        if isinstance(exc, CampusLLMError):
-            return exc
-        if isinstance(exc, (AttributeError, TypeError, KeyError)):
-            # langchain-openai reading a chunk that is not an object ("data: null")
-            return ProtocolError(
-                f"{self._resolved.key} sent a malformed stream chunk ({exc}).",
-                hint="Check that the base URL points at an OpenAI-compatible API.",
-                provider=self._resolved.provider.name,
-                model=self._resolved.model.id,
-            )
-        return self._map_error(exc) if _is_transport_error(exc) else exc
+        if isinstance(exc, _MALFORMED) and not isinstance(exc, CampusLLMError):
+            return state.guard.failure(self._malformed(exc, "a malformed stream chunk"))
+        return stream_error(exc, state.guard)
 
     def _generate(
         self,
@@ -483,14 +313,11 @@ class ChatCampusLLM(BaseChatOpenAI):
     ) -> ChatResult:
         try:
             return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        except CampusLLMError:
-            raise
         except Exception as e:
-            if isinstance(e, (AttributeError, TypeError, KeyError)):
-                raise self._malformed(e) from e
-            if not _is_transport_error(e):
+            mapped = self._call_error(e)
+            if mapped is e:
                 raise
-            raise self._map_error(e) from e
+            raise mapped from e
 
     async def _agenerate(
         self,
@@ -501,21 +328,16 @@ class ChatCampusLLM(BaseChatOpenAI):
     ) -> ChatResult:
         try:
             return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        except CampusLLMError:
-            raise
         except Exception as e:
-            if isinstance(e, (AttributeError, TypeError, KeyError)):
-                raise self._malformed(e) from e
-            if not _is_transport_error(e):
+            mapped = self._call_error(e)
+            if mapped is e:
                 raise
-            raise self._map_error(e) from e
+            raise mapped from e
 
     # ------------------------------------------------------------------ streaming
 
     def _new_stream_state(self) -> _StreamState:
-        from campusllm.wire import StreamAssembler
-
-        return _StreamState(StreamAssembler(self._resolved.model.reasoning), self.model_name)
+        return _StreamState(StreamGuard(self.resolved), self.model_name)
 
     def _convert_chunk_to_generation_chunk(
         self,
@@ -531,35 +353,20 @@ class ChatCampusLLM(BaseChatOpenAI):
             if chunk["type"] != "chunk" or not isinstance(inner, dict):
                 return None
             chunk = inner
-        delta = state.assembler.feed(chunk)
-        state.started = True
-        return self._delta_to_chunk(delta, state, base_generation_info)
+        return self._delta_to_chunk(state.guard.feed(chunk), state, base_generation_info)
 
     def _delta_to_chunk(
         self, delta: Delta, state: _StreamState, base_generation_info: dict | None
     ) -> ChatGenerationChunk:
-        additional: dict[str, Any] = {}
-        if delta.reasoning:
-            additional["reasoning_content"] = delta.reasoning
-        message = AIMessageChunk(
-            content=delta.content,
-            additional_kwargs=additional,
-            tool_call_chunks=[
-                tool_call_chunk(name=t.name, args=t.arguments or None, id=t.id, index=t.index)
-                for t in delta.tool_calls
-            ],
-            usage_metadata=_usage_metadata(delta.usage),
-            response_metadata={"model_provider": MODEL_PROVIDER},
-        )
         info = dict(base_generation_info or {})
         if delta.finish_reason and not state.finish_seen:
             state.finish_seen = True
             info["finish_reason"] = delta.finish_reason
-            info["model_name"] = delta.model or state.assembler.model or state.model_name
-        return ChatGenerationChunk(message=message, generation_info=info or None)
+            info["model_name"] = delta.model or state.guard.assembler.model or state.model_name
+        return ChatGenerationChunk(message=delta_chunk(delta), generation_info=info or None)
 
     def _tail_chunk(self, state: _StreamState) -> ChatGenerationChunk | None:
-        delta = state.assembler.finish()
+        delta = state.guard.finish()
         if not (delta.content or delta.reasoning or not state.finish_seen):
             return None
         chunk = self._delta_to_chunk(delta, state, None)
@@ -567,7 +374,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             state.finish_seen = True
             chunk.generation_info = {
                 **(chunk.generation_info or {}),
-                "model_name": state.assembler.model or state.model_name,
+                "model_name": state.guard.assembler.model or state.model_name,
             }
         return chunk
 
@@ -596,7 +403,7 @@ class ChatCampusLLM(BaseChatOpenAI):
                     _STREAM_STATE.reset(token)
                 yield chunk
         finally:
-            close = getattr(gen, "close", None)
+            close = getattr(gen, "close", None)  # a generator, typed as an iterator
             if close is not None:
                 close()
         tail = self._tail_chunk(state)
@@ -656,100 +463,16 @@ class ChatCampusLLM(BaseChatOpenAI):
         ``function_calling`` (default) works on every model with tools; ``json_schema`` is
         used only where the registry says the model supports it, else it falls back to
         function calling with a warning (or raises :class:`CapabilityError` when the model
-        has neither).
+        has neither) — see :func:`campusllm.capabilities.structured_output_method`.
         """
-        method = self._structured_method(method)
-        if method != "json_schema":
-            return super().with_structured_output(
-                schema,
-                method=method,
-                include_raw=include_raw,
-                strict=strict,
-                tools=tools,
-                **kwargs,
+        method = structured_output_method(self.resolved, method)
+        if method == "json_schema":
+            return json_schema_runnable(
+                self, schema, include_raw=include_raw, strict=strict, tools=tools, **kwargs
             )
-        if schema is None:
-            raise ValueError("schema must be specified when method is 'json_schema'.")
-        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
-        response_format = _response_format_dict(schema, strict)
-        bind_kwargs: dict[str, Any] = {
-            "response_format": response_format,
-            "ls_structured_output_format": {
-                "kwargs": {"method": method, "strict": strict},
-                "schema": convert_to_openai_function(schema),
-            },
-            **kwargs,
-        }
-        llm: Runnable[LanguageModelInput, Any]
-        if tools:
-            llm = self.bind_tools(tools, strict=strict, **bind_kwargs)
-        else:
-            llm = self.bind(**bind_kwargs)
-        # Content is already free of think tags, so ordinary parsers suffice.
-        parser: Runnable[Any, Any] = (
-            PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
+        return super().with_structured_output(
+            schema, method=method, include_raw=include_raw, strict=strict, tools=tools, **kwargs
         )
-        if include_raw:
-            parser_assign = RunnablePassthrough.assign(
-                parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
-            )
-            parser_none = RunnablePassthrough.assign(parsed=lambda _: None)
-            fallback = parser_assign.with_fallbacks([parser_none], exception_key="parsing_error")
-            return RunnableMap(raw=llm) | fallback
-        return llm | parser
-
-    def _structured_method(self, method: str) -> Any:
-        resolved = self.campus_resolved
-        if resolved is None or not resolved.known:
-            return method
-        spec = resolved.model
-        if method == "json_schema" and not spec.json_schema:
-            if spec.tools:
-                warnings.warn(
-                    f"{resolved.key} does not support json_schema response formats; "
-                    "using method='function_calling' instead.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                return "function_calling"
-            raise CapabilityError(
-                f"{resolved.key} supports neither json_schema output nor tool calling.",
-                hint="Use method='json_mode' with format instructions, or another model.",
-                provider=resolved.provider.name,
-                model=spec.id,
-            )
-        if method == "json_mode" and not (spec.json_mode or spec.json_schema):
-            if spec.tools:
-                warnings.warn(
-                    f"{resolved.key} does not support JSON mode; "
-                    "using method='function_calling' instead.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                return "function_calling"
-            raise CapabilityError(
-                f"{resolved.key} supports neither JSON mode nor tool calling.",
-                hint="Ask for JSON in the prompt and parse it with JsonOutputParser.",
-                provider=resolved.provider.name,
-                model=spec.id,
-            )
-        if method == "function_calling" and not spec.tools:
-            if spec.json_schema:
-                warnings.warn(
-                    f"{resolved.key} does not support tool calling; "
-                    "using method='json_schema' instead.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                return "json_schema"
-            raise CapabilityError(
-                f"{resolved.key} does not support tool calling, so it cannot do "
-                "function-calling structured output.",
-                hint="Use method='json_mode' if the model supports it, or another model.",
-                provider=resolved.provider.name,
-                model=spec.id,
-            )
-        return method
 
     def bind_tools(
         self,
@@ -766,14 +489,8 @@ class ChatCampusLLM(BaseChatOpenAI):
         Example:
             >>> llm.bind_tools([get_weather]).invoke("Weather in Shanghai?")  # doctest: +SKIP
         """
-        resolved = self.campus_resolved
-        if resolved is not None and resolved.known and not resolved.model.tools and tools:
-            from campusllm.wire import prepare_chat_payload
-
-            # Same check and message as a request would get, raised early.
-            prepare_chat_payload(
-                {"messages": [{"role": "user", "content": "x"}], "tools": [{}]}, resolved
-            )
+        if tools:
+            require_tools(self.resolved)  # the error a request would get, raised early
         return super().bind_tools(
             tools,
             tool_choice=tool_choice,
@@ -782,15 +499,3 @@ class ChatCampusLLM(BaseChatOpenAI):
             response_format=response_format,
             **kwargs,
         )
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    """openai SDK / httpx / wire-decoding errors: the kinds error_from_exception types."""
-    import json
-
-    import httpx
-    import openai
-
-    return isinstance(
-        exc, (openai.OpenAIError, httpx.HTTPError, json.JSONDecodeError, UnicodeDecodeError)
-    )

@@ -43,14 +43,14 @@ class CampusLLMEmbeddings(CampusComponent, Embeddings):
                 return text
             task = self.task or self.resolved.model.default_task
             return self.query_instruction.replace("{task}", task).replace("{text}", text)
-        return str(self.campus_client.format_query(text, task=self.task))
+        return str(self._client.format_query(text, task=self.task))
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents (no instruction)."""
         if not texts:
             return []
         return list(
-            self.campus_client.embed(
+            self._client.embed(
                 list(texts),
                 dimensions=self.dimensions,
                 batch_size=self.batch_size,
@@ -60,7 +60,7 @@ class CampusLLMEmbeddings(CampusComponent, Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query, with the model's query instruction."""
-        vectors = self.campus_client.embed([self.format_query(text)], dimensions=self.dimensions)
+        vectors = self._client.embed([self.format_query(text)], dimensions=self.dimensions)
         return list(vectors[0])
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -68,7 +68,7 @@ class CampusLLMEmbeddings(CampusComponent, Embeddings):
         if not texts:
             return []
         return list(
-            await self.campus_client.aembed(
+            await self._client.aembed(
                 list(texts),
                 dimensions=self.dimensions,
                 batch_size=self.batch_size,
@@ -79,7 +79,5 @@ class CampusLLMEmbeddings(CampusComponent, Embeddings):
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        vectors = await self.campus_client.aembed(
-            [self.format_query(text)], dimensions=self.dimensions
-        )
+        vectors = await self._client.aembed([self.format_query(text)], dimensions=self.dimensions)
         return list(vectors[0])

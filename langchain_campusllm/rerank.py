@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
+
+from campusllm.wire import RerankResult
 
 from ._base import CampusComponent
 
@@ -31,7 +32,7 @@ class CampusLLMRerank(CampusComponent, BaseDocumentCompressor):
     """How many documents to keep; ``None`` keeps all, reordered."""
 
     @staticmethod
-    def _ranked(documents: Sequence[Document], results: Any) -> list[Document]:
+    def _ranked(documents: Sequence[Document], results: Sequence[RerankResult]) -> list[Document]:
         out = []
         for r in results:
             doc = documents[r.index]
@@ -53,9 +54,7 @@ class CampusLLMRerank(CampusComponent, BaseDocumentCompressor):
         """Rerank ``documents`` for ``query``; return the ``top_n`` best, best first."""
         if not documents:
             return []
-        results = self.campus_client.rerank(
-            query, [d.page_content for d in documents], top_n=self.top_n
-        )
+        results = self._client.rerank(query, [d.page_content for d in documents], top_n=self.top_n)
         return self._ranked(documents, results)
 
     async def acompress_documents(
@@ -67,7 +66,7 @@ class CampusLLMRerank(CampusComponent, BaseDocumentCompressor):
         """Async :meth:`compress_documents`."""
         if not documents:
             return []
-        results = await self.campus_client.arerank(
+        results = await self._client.arerank(
             query, [d.page_content for d in documents], top_n=self.top_n
         )
         return self._ranked(documents, results)

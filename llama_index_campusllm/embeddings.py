@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -13,10 +13,9 @@ from llama_index.core.instrumentation.events.embedding import (
     EmbeddingStartEvent,
 )
 
-from ._common import ClosableClient
+from campusllm.registry import ResolvedModel
 
-if TYPE_CHECKING:
-    from campusllm.registry import ResolvedModel
+from ._common import ClosableClient
 
 __all__ = ["CampusLLMEmbedding"]
 
@@ -61,15 +60,17 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         return self.embed_batch_size if "embed_batch_size" in self.model_fields_set else None
 
     def _query_text(self, query: str) -> str:
-        return self._client.format_query(query, self.query_task)
+        return self.campus_client.format_query(query, self.query_task)
 
     # ----------------------------------------------------------------- BaseEmbedding hooks
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._client.embed([self._query_text(query)], dimensions=self.dimensions)[0]
+        return self.campus_client.embed([self._query_text(query)], dimensions=self.dimensions)[0]
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        vecs = await self._client.aembed([self._query_text(query)], dimensions=self.dimensions)
+        vecs = await self.campus_client.aembed(
+            [self._query_text(query)], dimensions=self.dimensions
+        )
         return vecs[0]
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -79,10 +80,12 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         return (await self._aget_text_embeddings([text]))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._client.embed(texts, dimensions=self.dimensions, batch_size=self._batch_size)
+        return self.campus_client.embed(
+            texts, dimensions=self.dimensions, batch_size=self._batch_size
+        )
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return await self._client.aembed(
+        return await self.campus_client.aembed(
             texts,
             dimensions=self.dimensions,
             batch_size=self._batch_size,
@@ -104,7 +107,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
         ) as event:
-            vecs = self._client.embed(
+            vecs = self.campus_client.embed(
                 list(texts),
                 dimensions=self.dimensions,
                 batch_size=self._batch_size,
@@ -125,7 +128,7 @@ class CampusLLMEmbedding(ClosableClient, BaseEmbedding):
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
         ) as event:
-            vecs = await self._client.aembed(
+            vecs = await self.campus_client.aembed(
                 list(texts),
                 dimensions=self.dimensions,
                 batch_size=self._batch_size,

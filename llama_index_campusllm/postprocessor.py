@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import llama_index.core.instrumentation as instrument
 from llama_index.core.bridge.pydantic import Field
@@ -11,10 +11,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from ._common import ClosableClient
+from campusllm.wire import RerankResult
 
-if TYPE_CHECKING:
-    from campusllm.client import RerankResult
+from ._common import ClosableClient
 
 __all__ = ["CampusLLMRerank"]
 
@@ -57,7 +56,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
                 query=query_bundle,
                 nodes=nodes,
                 top_n=self.top_n or len(nodes),
-                model_name=self._resolved.model.id,
+                model_name=self.resolved.model.id,
             )
         )
         docs = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
@@ -84,7 +83,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
     def _event_payload(self, nodes: list[NodeWithScore], query: str) -> dict[Any, Any]:
         return {
             EventPayload.NODES: nodes,
-            EventPayload.MODEL_NAME: self._resolved.model.id,
+            EventPayload.MODEL_NAME: self.resolved.model.id,
             EventPayload.QUERY_STR: query,
             EventPayload.TOP_K: self.top_n,
         }
@@ -98,7 +97,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._event_payload(nodes, query)
         ) as event:
-            results = self._client.rerank(query, docs, top_n=self.top_n)
+            results = self.campus_client.rerank(query, docs, top_n=self.top_n)
             out = self._finish(nodes, results)
             event.on_end(payload={EventPayload.NODES: out})
         return out
@@ -112,7 +111,7 @@ class CampusLLMRerank(ClosableClient, BaseNodePostprocessor):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._event_payload(nodes, query)
         ) as event:
-            results = await self._client.arerank(query, docs, top_n=self.top_n)
+            results = await self.campus_client.arerank(query, docs, top_n=self.top_n)
             out = self._finish(nodes, results)
             event.on_end(payload={EventPayload.NODES: out})
         return out

@@ -356,9 +356,6 @@ SCENARIOS: list[Scenario] = [
             vias=("langchain", "llamaindex"),  # ChatCaller cannot turn retries off
         ),
         sim_setup=(("inject", {"kind": "reset", "times": 10}),),
-        xfail={"*:langchain": "langchain-openai wraps the SDK's APIConnectionError one level "
-               "deeper than the mapping looks: a dropped connection reads 'Cannot connect' "
-               "with the VPN hint"},
     ),
     # ---------------------------------------------------------------- llama.cpp
     Scenario(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
-from campusllm.chat import ChatCaller, iter_sse_data
+from campusllm.chat import ChatCaller
 from campusllm.cli import main
 from campusllm.errors import ProtocolError, StreamInterruptedError
 from campusllm.sim import SIM_KEY
+from campusllm.wire.sse import SSEEvent, event_json, iter_sse_events
 
 
 def test_providers_lists_every_seed_gateway(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,9 +92,13 @@ def test_doctor_without_key_still_checks_reachability(sim, monkeypatch, capsys) 
 
 
 def test_sse_parser_rejects_garbage() -> None:
+    [event] = iter_sse_events(["data: {not json", ""])
     with pytest.raises(ProtocolError):
-        list(iter_sse_data(["data: {not json", ""]))
-    assert list(iter_sse_data([": comment", 'data: {"a":1}', "", "data: [DONE]", ""])) == [{"a": 1}]
+        event_json(event.data)
+    lines = [": comment", "event: error", 'data: {"a":1}', "", "data: [DONE]", "", "data: 2"]
+    events = list(iter_sse_events(lines))
+    assert events == [SSEEvent("error", '{"a":1}')]  # nothing after [DONE]
+    assert event_json(events[0].data) == {"a": 1}
 
 
 def test_chat_caller_keeps_partial_output_when_stream_breaks(fresh_sim) -> None:
@@ -102,3 +112,40 @@ def test_chat_caller_keeps_partial_output_when_stream_breaks(fresh_sim) -> None:
     assert got == err.partial_content + err.partial_reasoning
     assert got  # something had arrived before the break
     caller.close()
+
+
+_WITHOUT = """
+import sys
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == {package!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NotInstalled())
+from campusllm.cli import main
+sys.exit(main(["demo", "--offline"]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("missing", "still_runs"),
+    [("langchain_campusllm", "function_calling="), ("llama_index_campusllm", "tool call:")],
+)
+def test_demo_runs_without_one_of_the_adapters(
+    missing: str, still_runs: str, tmp_path: pathlib.Path
+) -> None:
+    # The adapters become optional extras: the tour must not need both.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSLLM_")}
+    env.update(CAMPUSLLM_CONFIG=str(tmp_path / "none.toml"), NO_COLOR="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _WITHOUT.format(package=missing)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"({missing} is not installed" in proc.stdout
+    assert still_runs in proc.stdout and "Done." in proc.stdout

@@ -477,13 +477,15 @@ def test_drift_against_sjtu_model_list(reg: Registry) -> None:
 def test_profile_dict_uses_langchain_profile_keys(reg: Registry) -> None:
     from langchain_core.language_models import ModelProfile
 
+    from langchain_campusllm.profile import model_profile
+
     allowed = set(ModelProfile.__annotations__)
     for _, m in reg.models():
-        prof = m.to_profile_dict()
+        prof = model_profile(m)
         assert set(prof) <= allowed
         assert prof["tool_calling"] is m.tools and prof["image_inputs"] is m.vision
         assert prof.get("max_input_tokens") == (m.context_window or m.max_input_tokens)
-    q = reg.resolve("sjtu:qwen").model.to_profile_dict()
+    q = model_profile(reg.resolve("sjtu:qwen").model)
     assert q["image_inputs"] and q["reasoning_output"] and q["max_input_tokens"] == 262144
 
 

@@ -369,18 +369,19 @@ def test_rerank_sorted_top_n_and_batched(sim: Any) -> None:
 
 
 def test_sdk_clients_share_the_limiter_and_map_their_errors(sim: Any) -> None:
-    from campusllm.transport import as_httpx_error, error_from_exception, sdk_http_library
+    from campusllm.openai_sdk import sdk_http_library
+    from campusllm.transport import error_from_exception
 
     lib = sdk_http_library()
     c = _client(sim, limits=RateLimits(rpm=1000))
-    assert isinstance(c.sdk_http, lib.Client)
-    assert c.sdk_http._transport.limiter is c.limiter is c.http._transport.limiter
+    sdk_http, _ = c.connection.http_clients(lib)
+    assert isinstance(sdk_http, lib.Client)
+    assert sdk_http._transport.limiter is c.limiter is c.http._transport.limiter
     sim.inject("status", status=503, times=1)
-    r = c.sdk_http.post(c.resolved.base_url + "/chat/completions", json=_chat_body(c))
+    r = sdk_http.post(c.resolved.base_url + "/chat/completions", json=_chat_body(c))
     assert r.status_code == 200 and sim.stats["requests"] == 2  # retried by our transport
     # connection failures from the SDK's library get the same types and hints
     err = lib.ConnectError("refused")
-    assert isinstance(as_httpx_error(err), httpx.ConnectError)
     assert isinstance(error_from_exception(err, c.resolved), UnreachableError)
     c.close()
 

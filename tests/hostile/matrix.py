@@ -281,18 +281,6 @@ XFAIL: dict[str, dict[str, str]] = {
         _STREAMS: _NO_END_CHECK + "; and StreamAssembler.message() appends the held-back tag "
         "prefix, so the reasoning ends in 'plan A</thi'",
     },
-    "event_error_400": _event_error(),
-    "event_error_429": _event_error(),
-    "event_error_500": _event_error(),
-    "event_error_nokey_500": {
-        "lc.stream lc.astream": "the SDK's error for an error event without an error key maps "
-        "to ConnectError ('Cannot connect') inside a StreamInterruptedError",
-        "li.stream_chat li.astream_chat core.stream": "wire._error_in_body types it "
-        "BadRequestError (not by its code 500) and the partial output is dropped",
-    },
-    "data_error_400": _event_error(),
-    "data_error_429": _event_error(),
-    "data_error_500": _event_error(),
     "error_200_429": {
         f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "wire._error_in_body makes every HTTP-200 "
         "error body a BadRequestError whatever its code",
@@ -304,11 +292,6 @@ XFAIL: dict[str, dict[str, str]] = {
     "keepalive_forever": {"*": _DEADLINE},
     "trickle_body": {"*": _DEADLINE},
     "stall_after_content": {"*": _DEADLINE},
-    "corrupt_gzip": {
-        _LC_CHAT: _SDK_CONNECTION,
-        _LI_CHAT: "transport.as_httpx_error maps only TransportError subclasses: httpx2's "
-        "DecodingError becomes a bare TransportError -> UnreachableError 'HTTP error talking to'",
-    },
     "short_body": {_LC_CHAT: _SDK_CONNECTION, _NOT_LC: _BODY_BROKE},
     "reset_after_headers": {_LC_CHAT: _SDK_CONNECTION, _NOT_LC: _BODY_BROKE},
     "refused_campus_model": {

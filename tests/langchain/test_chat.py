@@ -152,8 +152,11 @@ def test_sdk_clients_use_campus_transport_without_sdk_retries(make_chat: Any) ->
     llm = make_chat("sjtu:deepseek-chat", max_retries=3)
     assert llm.root_client.max_retries == 0
     assert llm.root_async_client.max_retries == 0
-    assert llm.root_client._client is llm.campus_client.sdk_http
-    assert llm.root_async_client._client is llm.campus_client.sdk_ahttp
+    from campusllm.openai_sdk import sdk_http_library
+
+    sdk_http, sdk_ahttp = llm.connection.http_clients(sdk_http_library())
+    assert llm.root_client._client is sdk_http
+    assert llm.root_async_client._client is sdk_ahttp
     from campusllm.transport import AsyncCampusTransport, CampusTransport
 
     assert isinstance(llm.root_client._client._transport, CampusTransport)

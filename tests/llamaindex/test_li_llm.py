@@ -92,9 +92,9 @@ def test_metadata_overrides_and_uncatalogued_models(make_llm: Any) -> None:
 def test_rate_limit_override_reaches_the_core_client(make_llm: Any) -> None:
     llm = make_llm(REASONER, rate_limits={"rpm": 7, "tpm": 7000, "window_s": 2.0})
     assert llm.rate_limits is not None and llm.rate_limits.rpm == 7
-    limits = llm._client.limits
+    limits = llm.connection.limits
     assert (limits.rpm, limits.tpm, limits.window_s) == (7, 7000, 2.0)
-    assert llm._client.limiter is not None
+    assert llm.connection.limiter is not None
 
 
 def test_provider_and_model_given_separately(make_llm: Any, sim: Any) -> None:
@@ -103,13 +103,15 @@ def test_provider_and_model_given_separately(make_llm: Any, sim: Any) -> None:
     ) as llm:
         assert llm.resolved.key == make_llm(REASONER).resolved.key
         assert "Simulated answer" in (llm.chat(user("hello")).message.content or "")
-    assert llm._client.http.is_closed  # the context manager released the connections
+    assert llm.connection.is_closed  # the context manager released the connections
+    assert all(http.is_closed for http, _ in llm.connection._clients.values())
 
 
 async def test_async_context_manager_closes_both_clients(sim: Any) -> None:
     async with CampusLLM(model=REASONER, api_key=SIM_KEY, base_url=sim.url("sjtu")) as llm:
         assert (await llm.achat(user("hello"))).message.content
-    assert llm._client.ahttp.is_closed and llm._client.http.is_closed
+    assert llm.connection.is_closed
+    assert all(h.is_closed and a.is_closed for h, a in llm.connection._clients.values())
 
 
 def test_async_calls_from_successive_event_loops(make_llm: Any, make_embed: Any) -> None:
@@ -131,8 +133,8 @@ def test_async_calls_from_successive_event_loops(make_llm: Any, make_embed: Any)
 
     gc.collect()
     for obj in (llm, emb):
-        transport = obj._client.ahttp._transport
-        assert len(transport._pools) == 0 and not obj._client.ahttp.is_closed
+        for _, ahttp in obj.connection._clients.values():
+            assert len(ahttp._transport._pools) == 0 and not ahttp.is_closed
     assert llm.chat(user("hello")).message.content  # the sync client is unaffected
     asyncio.run(llm.aclose())  # closing from yet another loop does not raise
 

@@ -56,7 +56,7 @@ async def test_async_embedding_concurrency_is_bounded(
     make_embed: Any, find_model: Any, requests_to: Any
 ) -> None:
     emb = make_embed(_embedding_model(find_model), embed_batch_size=2, max_concurrency=2)
-    client = emb._client
+    client = emb.campus_client
     real = client._apost
     in_flight = peak = 0
 
@@ -181,7 +181,7 @@ def test_rerank_scores_order_and_retrieval_score(
         assert "retrieval_score" not in n.node.get_content(metadata_mode=MetadataMode.LLM)
     assert [r["path"] for r in sim.requests][-1].endswith("/rerank")
     # the same scores as the core client reports
-    direct = rerank._client.rerank("When does the library open?", DOCS, top_n=3)
+    direct = rerank.campus_client.rerank("When does the library open?", DOCS, top_n=3)
     assert [r.score for r in direct] == scores
 
 

@@ -1,5 +1,8 @@
 """The ``campusllm`` command line: providers, models, chat, doctor, sim, demo.
 
+This package sits above both framework adapters (the demo uses them); nothing in the core
+imports it.
+
 Example:
     $ campusllm models sjtu
     $ campusllm chat -m sjtu:deepseek-reasoner "9.11 和 9.9 哪个大?"
@@ -14,85 +17,30 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import CampusLLMError
+from ..auth import get_api_key
+from ..chat import ChatCaller
+from ..client import CampusClient
+from ..errors import AuthenticationError, CampusLLMError
+from ..registry import ResolvedModel, get_registry
+from ..sim import main as sim_main
+from ..transport import error_from_exception
+from ..transport.library import core_http_library, is_http_error
+from .demo import run_demo
+from .style import bold, capabilities_text, dim, fmt_int, limits_text, table
 
-__all__ = ["main"]
-
-
-def _style(code: str, text: str, stream: Any = None) -> str:
-    stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR") or not getattr(stream, "isatty", lambda: False)():
-        return text
-    return f"\x1b[{code}m{text}\x1b[0m"
-
-
-def dim(text: str) -> str:
-    return _style("2", text)
-
-
-def bold(text: str) -> str:
-    return _style("1", text)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in rows]
-    return "\n".join(out)
-
-
-def _fmt_int(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n >= 1000 and n % 1024 == 0:
-        return f"{n // 1024}K"
-    if n >= 1000 and n % 1000 == 0:
-        return f"{n // 1000}k"
-    return str(n)
-
-
-def _limits(p: Any) -> str:
-    parts = []
-    if p.limits.rpm:
-        parts.append(f"{p.limits.rpm} rpm")
-    if p.limits.tpm:
-        parts.append(f"{p.limits.tpm} tpm")
-    if p.limits.weekly_tokens:
-        parts.append(f"{p.limits.weekly_tokens} tok/week")
-    return ", ".join(parts) or "-"
+__all__ = ["main", "build_parser"]
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    from .registry import get_registry
-
     rows = []
     for p in get_registry().providers():
         base = p.base_url or (f"${p.base_url_env}" if p.base_url_env else "-")
-        rows.append([p.name, base, p.auth, " | ".join(p.key_env), _limits(p), p.reachability])
-    print(_table(["provider", "base url", "auth", "key env", "limits", "reach"], rows))
+        rows.append([p.name, base, p.auth, " | ".join(p.key_env), limits_text(p), p.reachability])
+    print(table(["provider", "base url", "auth", "key env", "limits", "reach"], rows))
     return 0
 
 
-def _caps(m: Any) -> str:
-    caps = []
-    if m.tools:
-        caps.append("tools")
-    if m.vision:
-        caps.append("vision")
-    if m.reasoning.shape != "none":
-        caps.append("reasoning")
-    if m.reasoning.toggle != "none":
-        caps.append("thinking-switch")
-    return ",".join(caps) or "-"
-
-
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import get_registry
-
     reg = get_registry()
     rows = []
     for p, m in reg.models(args.provider, kind=args.kind):
@@ -102,18 +50,16 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f"{p.name}:{m.id}",
                 ", ".join(m.aliases) or "-",
                 m.kind,
-                _fmt_int(m.context_window),
-                _caps(m),
+                fmt_int(m.context_window),
+                capabilities_text(m),
                 status,
             ]
         )
-    print(_table(["model", "aliases", "kind", "context", "capabilities", "status"], rows))
+    print(table(["model", "aliases", "kind", "context", "capabilities", "status"], rows))
     if args.live:
         if not args.provider:
             print("--live needs a PROVIDER", file=sys.stderr)
             return 2
-        from .client import CampusClient
-
         resolved = _resolve_any(args.provider, args.base_url)
         with CampusClient(resolved) as client:
             live = client.list_models()
@@ -129,19 +75,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_any(provider: str, base_url: str | None = None) -> Any:
+def _resolve_any(provider: str, base_url: str | None = None) -> ResolvedModel:
     """Resolve some chat model of ``provider`` (for calls that need a base URL, not a model)."""
-    from .registry import get_registry
-
-    reg = get_registry()
-    prov = reg.provider(provider)
-    first = next((m.id for m in prov.models if m.kind == "chat"), None) or "any"
-    return reg.resolve(provider=provider, model=first, base_url=base_url)
+    return get_registry().resolve_provider(provider, base_url)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .chat import ChatCaller
-
     prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     messages: list[dict[str, Any]] = []
     if args.system:
@@ -171,11 +110,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    import httpx
-
-    from .auth import get_api_key
-    from .errors import AuthenticationError
-    from .registry import get_registry
 
     reg = get_registry()
     names = [args.provider] if args.provider else [p.name for p in reg.providers()]
@@ -195,24 +129,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  base url not configured: {e}")
             continue
         print(f"  base url {resolved.base_url}")
-        print(f"  limits   {_limits(p)}")
+        print(f"  limits   {limits_text(p)}")
         if p.network_hint:
             print(f"  network  {p.network_hint}")
         if key is None:
             worst = max(worst, 1 if args.provider else 0)
             # no key, so no auth check: still tell whether the host answers at all
-            from .transport import error_from_exception
-
             try:
-                r = httpx.get(resolved.base_url.rstrip("/") + "/models", timeout=args.timeout)
+                r = core_http_library().get(
+                    resolved.base_url.rstrip("/") + "/models", timeout=args.timeout
+                )
                 print(f"  reach    ok (HTTP {r.status_code}); auth not checked without a key")
-            except httpx.HTTPError as e:
+            except Exception as e:
+                if not is_http_error(e):
+                    raise
                 worst = 1
                 err = error_from_exception(e, resolved)
                 print(f"  problem  {type(err).__name__}: {err}")
             continue
-        from .client import CampusClient
-
         try:
             with CampusClient(resolved, key, timeout=args.timeout) as client:
                 ids = client.list_models()
@@ -225,15 +159,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         except CampusLLMError as e:
             worst = 1
             print(f"  problem  {type(e).__name__}: {e}")
-        except httpx.HTTPError as e:  # pragma: no cover - mapped by the client normally
-            worst = 1
-            print(f"  problem  {type(e).__name__}")
     return worst
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from .sim import main as sim_main
-
     argv = ["--port", str(args.port), "--host", args.host]
     if args.window is not None:
         argv += ["--window", str(args.window)]
@@ -241,8 +170,6 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     return run_demo(model=args.model, offline=args.offline)
 
 

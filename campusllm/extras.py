@@ -1,0 +1,46 @@
+"""Optional parts of campusllm and the extras that install them.
+
+The core needs only httpx and pydantic; each framework adapter needs its framework, which
+comes with an extra (``campusllm[langchain]``, ``campusllm[llamaindex]``). An adapter checks
+for its modules when it is imported, so a missing one is named together with the install line
+that brings it, instead of surfacing as a bare ``ModuleNotFoundError`` deep in a traceback.
+
+Example:
+    >>> require_extra("langchain_campusllm", "langchain", ["json"])  # present: no error
+    >>> try:
+    ...     require_extra("my_adapter", "demo", ["no_such_module_here"])
+    ... except ImportError as e:
+    ...     print(str(e).split(". ")[0])
+    my_adapter needs 'no_such_module_here', which is not installed
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+
+__all__ = ["installed", "require_extra"]
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (checked without importing it).
+
+    Example:
+        >>> installed("json"), installed("no_such_module_here")
+        (True, False)
+    """
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ModuleNotFoundError, ValueError):  # a dotted name whose parent is missing
+        return False
+
+
+def require_extra(package: str, extra: str, modules: Iterable[str]) -> None:
+    """Raise ImportError naming the first missing module and the extra that installs it."""
+    for module in modules:
+        if not installed(module):
+            raise ImportError(
+                f"{package} needs {module!r}, which is not installed. Install the extra: "
+                f'pip install "campusllm[{extra}]" (uv: uv add "campusllm[{extra}]")',
+                name=module,
+            )

@@ -1,0 +1,235 @@
+"""Reading the catalog: packaged TOML files, user override files, and merging them.
+
+Override files have the shape of the packaged ones; tables merge deeply, models merge by id
+or alias, other lists replace. Every error names the file and the field.
+
+Example:
+    >>> names = [stem for stem, _ in packaged_catalog()]
+    >>> names[:2]
+    ['sjtu', 'ecnu']
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .specs import ProviderSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "Overrides",
+    "packaged_catalog",
+    "packaged_providers",
+    "read_toml",
+    "parse_overrides",
+    "validate_provider",
+    "validation_error",
+    "merge_models",
+    "deep_merge",
+]
+
+# Packaged providers in the order they are listed; unknown extra files come after, sorted.
+_PACKAGED_ORDER = ("sjtu", "ecnu", "maas", "oneapi", "custom")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            f"{path}: not valid TOML: {e}", hint="Fix the file or remove it."
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
+
+
+@lru_cache(maxsize=1)
+def packaged_catalog() -> tuple[tuple[str, dict[str, Any]], ...]:
+    folder = files("campusllm").joinpath("providers")
+    entries = {p.name[: -len(".toml")]: p for p in folder.iterdir() if p.name.endswith(".toml")}
+    order = [n for n in _PACKAGED_ORDER if n in entries]
+    order += sorted(n for n in entries if n not in _PACKAGED_ORDER)
+    out = []
+    for stem in order:
+        text = entries[stem].read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:  # pragma: no cover - packaging bug
+            raise ConfigError(f"campusllm/providers/{stem}.toml: not valid TOML: {e}") from None
+        out.append((stem, data))
+    return tuple(out)
+
+
+def _loc_text(loc: tuple[Any, ...], data: Mapping[str, Any]) -> str:
+    """Dotted field path, naming models by id instead of their list index."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list):
+            entry = node[item] if item < len(node) else None
+            ident = entry.get("id") if isinstance(entry, Mapping) else None
+            parts.append(f'"{ident}"' if ident else f"[{item}]")
+            node = entry
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, Mapping) else None
+    return ".".join(parts)
+
+
+def validation_error(source: str, prefix: str, err: ValidationError, data: Any) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        where = _loc_text(tuple(e["loc"]), data if isinstance(data, Mapping) else {})
+        field = ".".join(p for p in (prefix, where) if p)
+        lines.append(f"{field}: {e['msg']}" if field else e["msg"])
+    return ConfigError(
+        f"{source}: invalid configuration: " + "; ".join(lines) + ".",
+        hint="See the field names in campusllm/providers/*.toml for the expected shape.",
+    )
+
+
+def merge_models(base: list[Any], override: Any, source: str, prefix: str) -> list[Any]:
+    if isinstance(override, Mapping):  # [providers.x.models."id"] tables keyed by id
+        items = []
+        for mid, fields in override.items():
+            if not isinstance(fields, Mapping):
+                raise ConfigError(f"{source}: {prefix}.models.{mid}: expected a table")
+            items.append({"id": mid, **fields})
+        override = items
+    if not isinstance(override, list):
+        raise ConfigError(f"{source}: {prefix}.models: expected an array of tables")
+    out = [dict(m) for m in base]
+    for entry in override:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
+            raise ConfigError(f'{source}: {prefix}.models: every model needs an id = "..."')
+        low = entry["id"].strip().lower()
+        for i, existing in enumerate(out):
+            names = [existing.get("id", ""), *existing.get("aliases", [])]
+            names += existing.get("local_aliases", [])
+            if any(str(n).lower() == low for n in names):
+                merged = deep_merge(existing, {k: v for k, v in entry.items() if k != "id"})
+                out[i] = merged
+                break
+        else:
+            out.append(dict(entry))
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def validate_provider(data: dict[str, Any], source: str, prefix: str) -> ProviderSpec:
+    """``data`` as a ProviderSpec; ConfigError naming ``source`` and the field otherwise."""
+    try:
+        return ProviderSpec.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(source, prefix, e, data) from None
+
+
+def packaged_providers() -> list[tuple[str, ProviderSpec]]:
+    """``(source, spec)`` of every packaged provider file, in catalog order."""
+    out = []
+    for stem, data in packaged_catalog():
+        source = f"campusllm/providers/{stem}.toml"
+        out.append((source, validate_provider(copy.deepcopy(data), source, "")))
+    return out
+
+
+@dataclass
+class Overrides:
+    """What one override file changes: providers (merged already), keys, default provider.
+
+    Example:
+        >>> Overrides(default_provider="ecnu").providers
+        []
+    """
+
+    providers: list[ProviderSpec] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    default_provider: str | None = None
+
+
+def parse_overrides(
+    data: Mapping[str, Any], current: Mapping[str, ProviderSpec], source: str
+) -> Overrides:
+    """Check an override mapping and merge its providers into ``current``'s (not in place).
+
+    Example:
+        >>> from campusllm.registry import Registry
+        >>> reg = Registry()
+        >>> o = parse_overrides({"providers": {"sjtu": {"limits": {"rpm": 20}}}},
+        ...                     {p.name: p for p in reg.providers()}, "<example>")
+        >>> o.providers[0].limits.rpm
+        20
+    """
+    data = dict(data)
+    if "name" in data and "providers" not in data:
+        data = {"providers": {str(data["name"]): data}}
+    unknown = set(data) - {"providers", "keys", "default_provider"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}.",
+            hint="Allowed: [providers.NAME], [keys], default_provider.",
+        )
+    provs = data.get("providers", {})
+    if not isinstance(provs, Mapping):
+        raise ConfigError(f"{source}: providers: expected a table of providers")
+    keys = data.get("keys", {})
+    if not isinstance(keys, Mapping) or not all(isinstance(v, str) for v in keys.values()):
+        raise ConfigError(f'{source}: keys: expected provider = "key" string entries')
+    default = data.get("default_provider")
+    if default is not None and not isinstance(default, str):
+        raise ConfigError(f"{source}: default_provider: expected a provider name string")
+
+    out = Overrides()
+    for raw_name, table in provs.items():
+        name = str(raw_name).strip().lower()
+        prefix = f"providers.{raw_name}"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: {prefix}: expected a table")
+        table = dict(table)
+        if "name" in table and str(table["name"]).strip().lower() != name:
+            raise ConfigError(f"{source}: {prefix}.name: differs from the table name")
+        existing = current.get(name)
+        if existing is None:
+            merged = {"name": name, **table}
+            if "models" in table:
+                merged["models"] = merge_models([], table["models"], source, prefix)
+        else:
+            base = existing.model_dump(exclude_unset=False)
+            merged = deep_merge(base, {k: v for k, v in table.items() if k != "models"})
+            if "models" in table:
+                merged["models"] = merge_models(base["models"], table["models"], source, prefix)
+        out.providers.append(validate_provider(merged, source, prefix))
+    if default is not None:
+        d = default.strip().lower()
+        if d not in current and d not in {p.name for p in out.providers}:
+            raise ConfigError(
+                f"{source}: default_provider: unknown provider {default!r}.",
+                hint=f"Known providers: {', '.join(current)}.",
+            )
+        out.default_provider = d
+    out.keys = {str(p).strip().lower(): k.strip() for p, k in keys.items() if k.strip()}
+    return out

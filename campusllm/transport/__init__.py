@@ -1,0 +1,31 @@
+"""Transports: the one place where requests cross the wire (auth, rate limit, retries, errors).
+
+Like httpx's own ``_transports``, one job per module: :mod:`.transports` (the retrying
+transports), :mod:`.retry` (when to resend), :mod:`.clients` (building HTTP clients on
+them), :mod:`.errors` (typed errors for statuses and exceptions) and :mod:`.library` (the
+HTTP library underneath).
+
+Example:
+    >>> from campusllm.transport import RetryPolicy
+    >>> RetryPolicy().max_retries
+    6
+"""
+
+from __future__ import annotations
+
+from .clients import PoolLimits, build_http_clients
+from .errors import error_for_status, error_from_exception, error_from_response
+from .retry import RetryPolicy
+from .transports import AsyncCampusTransport, CampusTransport, request_tokens
+
+__all__ = [
+    "RetryPolicy",
+    "PoolLimits",
+    "CampusTransport",
+    "AsyncCampusTransport",
+    "build_http_clients",
+    "error_for_status",
+    "error_from_response",
+    "error_from_exception",
+    "request_tokens",
+]

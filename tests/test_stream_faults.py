@@ -1,0 +1,224 @@
+"""The same fault in the middle of a stream ends the same way on every path that streams.
+
+LangChain and LlamaIndex stream through the openai SDK, the CLI through campusllm's own SSE
+reader; a user switching between them must get the same error type and the same partial
+output for the same gateway behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from langchain_openai.chat_models.base import OpenAIConnectionError
+from llama_index.core.base.llms.types import ChatMessage
+
+from campusllm.chat import ChatCaller
+from campusllm.errors import (
+    BadRequestError,
+    CampusLLMError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+    UnreachableError,
+)
+from campusllm.openai_sdk import map_sdk_error, sdk_http_library
+from campusllm.registry import resolve
+from campusllm.sim import SIM_KEY
+from langchain_campusllm import ChatCampusLLM
+from llama_index_campusllm import CampusLLM
+
+MODEL = "sjtu:deepseek-reasoner"
+REASONING = "Compare the integer parts first, then the decimals digit by digit. " * 2
+CONTENT = "9.9 is larger than 9.11, because 0.90 is more than 0.11 after the point. " * 2
+PROMPT = "Which is larger, 9.11 or 9.9?"
+
+# (fault kind, status, expected error type)
+FAULTS = [
+    ("error_mid_stream", 500, ServerError),
+    ("error_mid_stream", 429, RateLimitError),
+    ("reset_mid_stream", 500, StreamInterruptedError),
+]
+
+
+def _langchain(sim: Any, asynchronous: bool) -> Callable[[], None]:
+    llm = ChatCampusLLM(model=MODEL, api_key=SIM_KEY, base_url=sim.url("sjtu"), max_retries=0)
+
+    def run() -> None:
+        if asynchronous:
+
+            async def consume() -> None:
+                async for _ in llm.astream(PROMPT):
+                    pass
+
+            asyncio.run(consume())
+        else:
+            for _ in llm.stream(PROMPT):
+                pass
+
+    return run
+
+
+def _llama_index(sim: Any, asynchronous: bool) -> Callable[[], None]:
+    llm = CampusLLM(model=MODEL, api_key=SIM_KEY, base_url=sim.url("sjtu"), max_retries=0)
+    messages = [ChatMessage(role="user", content=PROMPT)]
+
+    def run() -> None:
+        if asynchronous:
+
+            async def consume() -> None:
+                async for _ in await llm.astream_chat(messages):
+                    pass
+
+            asyncio.run(consume())
+        else:
+            for _ in llm.stream_chat(messages):
+                pass
+
+    return run
+
+
+def _chat_caller(sim: Any) -> Callable[[], None]:
+    caller = ChatCaller(MODEL, api_key=SIM_KEY, base_url=sim.url("sjtu"))
+
+    def run() -> None:
+        for _ in caller.stream([{"role": "user", "content": PROMPT}]):
+            pass
+
+    return run
+
+
+PATHS: dict[str, Callable[[Any], Callable[[], None]]] = {
+    "langchain": lambda sim: _langchain(sim, False),
+    "langchain-async": lambda sim: _langchain(sim, True),
+    "llama_index": lambda sim: _llama_index(sim, False),
+    "llama_index-async": lambda sim: _llama_index(sim, True),
+    "chat_caller": _chat_caller,
+}
+
+
+def _fail(sim: Any, path: str, kind: str, status: int, after: int = 12) -> CampusLLMError:
+    run = PATHS[path](sim)
+    sim.script("deepseek-reasoner", [{"reasoning": REASONING, "content": CONTENT, "chunks": 16}])
+    sim.inject(kind, status=status, after_chunks=after)
+    with pytest.raises(CampusLLMError) as info:
+        run()
+    return info.value
+
+
+@pytest.mark.parametrize(("kind", "status", "expected"), FAULTS)
+def test_a_mid_stream_fault_gives_the_same_error_and_partials_on_every_path(
+    sim: Any, kind: str, status: int, expected: type[CampusLLMError]
+) -> None:
+    errors = {path: _fail(sim, path, kind, status) for path in PATHS}
+    for path, err in errors.items():
+        assert type(err) is expected, f"{path}: {type(err).__name__}: {err}"
+        assert err.partial_reasoning, f"{path}: the reasoning received before the fault is lost"
+        assert REASONING.startswith(err.partial_reasoning), path
+        assert CONTENT.startswith(err.partial_content), path
+        assert (err.partial_reasoning + err.partial_content) != REASONING + CONTENT, path
+        if kind == "error_mid_stream":
+            assert err.status_code == status and "mid-stream" in err.message, path
+    partials = {(e.partial_reasoning, e.partial_content) for e in errors.values()}
+    assert len(partials) == 1, f"paths disagree on the partial output: {partials}"
+
+
+def test_an_error_event_before_any_output_is_typed_the_same_way(sim: Any) -> None:
+    for path in PATHS:
+        err = _fail(sim, path, "error_mid_stream", 0, after=0)  # code 0: not a status
+        assert type(err) is BadRequestError, f"{path}: {type(err).__name__}"
+        assert not (err.partial_content or err.partial_reasoning), path
+        err = _fail(sim, path, "error_200", 200)  # one-api: the error is the first event
+        assert type(err) is BadRequestError, f"{path}: {type(err).__name__}"
+        assert "当前分组上游负载已饱和" in err.message and not err.partial_content
+
+
+# ------------------------------------------------------- `event: error` without an error key
+
+
+def _sse(*events: str) -> bytes:
+    return "".join(events).encode()
+
+
+_CHUNK = 'data: {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}\n\n'
+_EVENT_ERROR = 'event: error\ndata: {"message": "upstream overloaded", "code": 503}\n\n'
+
+
+def _mock(body: bytes) -> httpx.MockTransport:
+    return httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, content=body, headers={"content-type": "text/event-stream"}
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _sse(_CHUNK, _EVENT_ERROR),
+        _sse(
+            _CHUNK,
+            'event: error\ndata: {"error": {"message": "upstream overloaded", "code": 503}}\n\n',
+        ),
+        _sse(_CHUNK, 'data: {"error": {"message": "upstream overloaded", "code": "503"}}\n\n'),
+    ],
+)
+def test_error_events_of_every_shape_are_typed_with_the_partial(body: bytes) -> None:
+    base = "http://127.0.0.1:9/sjtu/api/v1"
+    caller = ChatCaller("sjtu:deepseek-chat", api_key=SIM_KEY, base_url=base)
+    caller.connection.http = httpx.Client(transport=_mock(body))
+    llm = ChatCampusLLM(
+        model="sjtu:deepseek-chat",
+        api_key=SIM_KEY,
+        base_url=base,
+        http_client=httpx.Client(transport=_mock(body)),
+        http_async_client=httpx.AsyncClient(transport=_mock(body)),
+    )
+    runs: list[Callable[[], object]] = [
+        lambda: list(caller.stream([{"role": "user", "content": "hi"}])),
+        lambda: list(llm.stream("hi")),
+    ]
+    for run in runs:
+        with pytest.raises(ServerError) as info:
+            run()
+        assert info.value.partial_content == "Hel" and info.value.status_code == 503
+        assert "upstream overloaded" in info.value.message
+
+
+# ------------------------------------------------------------------- SDK exception chains
+
+
+def test_a_wrapped_read_error_is_a_broken_connection_not_a_refused_one() -> None:
+    # langchain-openai re-raises the SDK's APIConnectionError as its own, whose cause is the
+    # SDK's, whose cause is the HTTP library's ReadError: the bottom of the chain decides.
+    r = resolve("sjtu:deepseek-chat", base_url="http://127.0.0.1:9/v1")
+    lib = sdk_http_library()
+    request = lib.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    sdk = openai.APIConnectionError(request=request)
+    sdk.__cause__ = lib.ReadError("connection reset by peer")
+    wrapped = OpenAIConnectionError(message=sdk.message, request=request)
+    wrapped.__cause__ = sdk
+    err = map_sdk_error(wrapped, r)
+    assert isinstance(err, UnreachableError) and "broke" in err.message
+    bare = openai.APIConnectionError(request=request)  # no cause at all
+    assert "Cannot connect" in str(map_sdk_error(bare, r))
+    timeout = openai.APITimeoutError(request=request)
+    assert type(map_sdk_error(timeout, r)).__name__ == "TimeoutError"
+
+
+def test_errors_keep_their_partials_through_pickling() -> None:
+    err = ServerError(
+        "boom", status_code=502, partial_content="Hel", partial_tool_calls=[{"index": 0}]
+    )
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is ServerError and again.partial_content == "Hel"
+    assert again.partial_tool_calls == [{"index": 0}] and again.status_code == 502
+    interrupted = pickle.loads(pickle.dumps(StreamInterruptedError("x", partial_reasoning="r")))
+    assert interrupted.partial_reasoning == "r" and interrupted.partial_content == ""
+    assert json.dumps(RateLimitError("slow", retry_after=1.0).partial_tool_calls) == "[]"

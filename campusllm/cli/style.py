@@ -1,21 +1,34 @@
 """Terminal output for the command line: dim/bold text (off with NO_COLOR or no tty), tables.
 
+Tables line up by *display* width: a Chinese character takes two terminal columns, so model
+names and descriptions in Chinese keep the columns straight.
+
 Example:
-    >>> print(table(["model", "kind"], [["glm-5.1", "chat"]]))
-    model    kind
-    -------  ----
-    glm-5.1  chat
+    >>> print(table(["model", "kind"], [["glm-5.1", "chat"], ["通义千问", "chat"]]))
+    model     kind
+    --------  ----
+    glm-5.1   chat
+    通义千问  chat
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from typing import TextIO
 
 from ..registry import ModelSpec, ProviderSpec
 
-__all__ = ["dim", "bold", "table", "fmt_int", "limits_text", "capabilities_text"]
+__all__ = [
+    "dim",
+    "bold",
+    "table",
+    "display_width",
+    "fmt_int",
+    "limits_text",
+    "capabilities_text",
+]
 
 
 def _style(code: str, text: str, stream: TextIO | None = None) -> str:
@@ -35,15 +48,42 @@ def bold(text: str) -> str:
     return _style("1", text)
 
 
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters take two,
+    combining marks and invisible format characters none.
+
+    Ambiguous-width characters (``†``, ``°``) count as one, as most terminals draw them.
+
+    Example:
+        >>> display_width("glm-5.1"), display_width("通义千问"), display_width("ＡＢ")
+        (7, 8, 4)
+        >>> display_width("e\u0301"), display_width("a\u200bb")  # accent, zero-width space
+        (1, 2)
+    """
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table with columns as wide as their widest cell."""
-    widths = [len(h) for h in headers]
+    """A plain-text table with columns as wide as their widest cell (in terminal columns)."""
+    widths = [display_width(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in rows]
+            widths[i] = max(widths[i], display_width(cell))
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(_pad(c, widths[i]) for i, c in enumerate(cells)).rstrip()
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(row) for row in rows]
     return "\n".join(out)
 
 

@@ -138,7 +138,7 @@ def test_demo_runs_without_one_of_the_adapters(
 ) -> None:
     # The adapters become optional extras: the tour must not need both.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSLLM_")}
-    env.update(CAMPUSLLM_CONFIG=str(tmp_path / "none.toml"), NO_COLOR="1")
+    env.update(CAMPUSLLM_CONFIG=str(tmp_path / "none.toml"), NO_COLOR="1", CAMPUSLLM_LANG="en")
     proc = subprocess.run(
         [sys.executable, "-c", _WITHOUT.format(package=missing)],
         env=env,

@@ -74,3 +74,42 @@ def test_models_command_aligns_columns_with_a_cjk_model_name(
         assert ln[kind_at:].startswith("chat")
         ctx_at = kind_at + (ctx_col - kind_col)  # "chat" and its padding: one column each
         assert display_width(ln[:ctx_at]) == ctx_col and ln[ctx_at] != " ", ln
+
+
+def test_providers_and_models_speak_chinese_when_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAMPUSLLM_LANG", "zh_CN.UTF-8")
+    assert main(["providers"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:2] == ["提供方", "地址"]
+    assert "10 次/分钟" in out and "校园网" in out and "rpm" not in out
+    assert main(["models", "oneapi"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["模型", "别名", "类型"]
+    assert "已弃用→qwen3-32b" in out and "工具" in out and "deprecated" not in out
+
+
+def test_a_chinese_locale_is_enough_and_english_stays_the_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CAMPUSLLM_LANG")
+    for var in ("LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    assert main(["models", "sjtu"]) == 0
+    assert capsys.readouterr().out.startswith("模型")
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    assert main(["models", "sjtu"]) == 0
+    assert capsys.readouterr().out.startswith("model")
+
+
+def test_demo_tour_in_chinese(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("CAMPUSLLM_LANG", "zh")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["demo", "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "离线模拟器" in out and "No key found" not in out
+    assert "工具调用: get_weather({'city': '上海'})" in out
+    assert "上海:晴,22°C" in out  # the tool's answer came back through the loop
+    assert "完成。" in out and "<think>" not in out

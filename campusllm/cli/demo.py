@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from ..auth import get_api_key
 from ..errors import AuthenticationError
+from ..i18n import is_chinese, tr
 from ..registry import Registry, ResolvedModel, get_registry
 from ..sim import SIM_KEY, Simulator
 from .style import bold, dim
@@ -40,7 +41,12 @@ def _installed(package: str) -> bool:
     try:
         importlib.import_module(package)
     except ImportError:
-        print(f"({package} is not installed: this part of the tour is skipped.)")
+        print(
+            tr(
+                f"({package} is not installed: this part of the tour is skipped.)",
+                f"(未安装 {package}:跳过这部分演示。)",
+            )
+        )
         return False
     return True
 
@@ -66,14 +72,29 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
                 return {"base_url": sim.url(p), "api_key": SIM_KEY}
 
             env = " / ".join(provider.key_env)
-            print(f"No key found ({env}): running against the built-in offline simulator.")
-            print("Set the key to run the same tour on the real gateway.")
+            print(
+                tr(
+                    f"No key found ({env}): running against the built-in offline simulator.",
+                    f"未找到密钥({env}):使用内置的离线模拟器运行。",
+                )
+            )
+            print(
+                tr(
+                    "Set the key to run the same tour on the real gateway.",
+                    "设置密钥后,同样的演示会连接真实网关。",
+                )
+            )
         else:
 
             def conn(p: str) -> dict[str, Any]:
                 return {}
 
-            print(f"Using the real gateway {resolved.base_url} (key found).")
+            print(
+                tr(
+                    f"Using the real gateway {resolved.base_url} (key found).",
+                    f"已找到密钥,使用真实网关 {resolved.base_url}。",
+                )
+            )
 
         _registry_step(resolved)
         if _installed("langchain_campusllm"):
@@ -82,20 +103,35 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
             _llama_index_step(model, resolved.provider.name, conn)
         _rag_step(reg, provider.name if key is not None else None, conn)
     print()
-    print("Done. Next: `campusllm models`, `campusllm doctor`, and the notebooks/ folder.")
+    print(
+        tr(
+            "Done. Next: `campusllm models`, `campusllm doctor`, and the notebooks/ folder.",
+            "完成。接下来可以试试 `campusllm models`、`campusllm doctor` 和 notebooks/ 目录。",
+        )
+    )
     return 0
 
 
 def _registry_step(resolved: ResolvedModel) -> None:
     m, provider = resolved.model, resolved.provider
-    _say(f"1. Registry: {resolved.key}")
-    print(
-        f"context window {m.context_window}, max output {m.max_output}, tools={m.tools}, "
-        f"vision={m.vision}, reasoning shape={m.reasoning.shape}, "
+    _say(tr(f"1. Registry: {resolved.key}", f"1. 注册表:{resolved.key}"))
+    details = (
+        f"tools={m.tools}, vision={m.vision}, reasoning shape={m.reasoning.shape}, "
         f"pass-back={m.reasoning.passback}"
     )
+    print(
+        tr(
+            f"context window {m.context_window}, max output {m.max_output}, {details}",
+            f"上下文窗口 {m.context_window},最大输出 {m.max_output},{details}",
+        )
+    )
     lim = provider.limits
-    print(f"{provider.name} limits: rpm={lim.rpm} tpm={lim.tpm}; reach: {provider.reachability}")
+    print(
+        tr(
+            f"{provider.name} limits: rpm={lim.rpm} tpm={lim.tpm}; reach: {provider.reachability}",
+            f"{provider.name} 限额:rpm={lim.rpm} tpm={lim.tpm};网络:{provider.reachability}",
+        )
+    )
 
 
 def _langchain_steps(model: str, resolved: ResolvedModel, conn: Connect) -> None:
@@ -106,9 +142,17 @@ def _langchain_steps(model: str, resolved: ResolvedModel, conn: Connect) -> None
     from langchain_campusllm import ChatCampusLLM
 
     llm = ChatCampusLLM(model=model, **conn(resolved.provider.name))
-    _say("2. LangChain streaming: reasoning (dimmed) apart from the answer")
+    _say(
+        tr(
+            "2. LangChain streaming: reasoning (dimmed) apart from the answer",
+            "2. LangChain 流式输出:思考过程(淡色)与回答分开",
+        )
+    )
     full: Any = None
-    for chunk in llm.stream("Which is larger, 9.11 or 9.9? Answer briefly."):
+    question = tr(
+        "Which is larger, 9.11 or 9.9? Answer briefly.", "9.11 和 9.9 哪个大?请简短回答。"
+    )
+    for chunk in llm.stream(question):
         r = chunk.additional_kwargs.get("reasoning_content")
         if r:
             sys.stdout.write(dim(r))
@@ -118,34 +162,40 @@ def _langchain_steps(model: str, resolved: ResolvedModel, conn: Connect) -> None
         full = chunk if full is None else full + chunk
     print()
     if full is not None and full.usage_metadata:
-        print(dim(f"usage: {full.usage_metadata}"))
+        print(dim(tr(f"usage: {full.usage_metadata}", f"用量: {full.usage_metadata}")))
 
     if not resolved.model.tools:
         return
-    _say("3. Tool loop with reasoning pass-back")
+    _say(tr("3. Tool loop with reasoning pass-back", "3. 工具调用循环(回传思考内容)"))
 
     @tool
     def get_weather(city: str) -> str:
         """Return the weather for a city."""
-        return f"Sunny, 22°C in {city}"
+        return tr(f"Sunny, 22°C in {city}", f"{city}:晴,22°C")
 
     bound = llm.bind_tools([get_weather])
-    history: list[Any] = [HumanMessage("Use get_weather: what's the weather in Shanghai?")]
+    ask = tr(
+        "Use get_weather: what's the weather in Shanghai?",
+        "上海,今天天气怎么样?请用 get_weather 查询。",
+    )
+    history: list[Any] = [HumanMessage(ask)]
     for _ in range(3):
         ai = bound.invoke(history)
         history.append(ai)
         if not ai.tool_calls:
             break
         for call in ai.tool_calls:
-            print(f"tool call: {call['name']}({call['args']})")
+            print(tr("tool call: ", "工具调用: ") + f"{call['name']}({call['args']})")
             history.append(ToolMessage(get_weather.invoke(call["args"]), tool_call_id=call["id"]))
-    print(f"answer: {history[-1].content}")
+    print(tr("answer: ", "回答: ") + str(history[-1].content))
 
 
 def _llama_index_step(model: str, provider: str, conn: Connect) -> None:
     from llama_index_campusllm import CampusLLM  # an optional extra
 
-    _say("4. LlamaIndex: real metadata from the registry")
+    _say(
+        tr("4. LlamaIndex: real metadata from the registry", "4. LlamaIndex:来自注册表的真实元数据")
+    )
     li = CampusLLM(model=model, **conn(provider))
     md = li.metadata
     print(
@@ -168,7 +218,12 @@ def _rag_step(reg: Registry, only_provider: str | None, conn: Connect) -> None:
     emb_model, rr_model = first("embedding"), first("rerank")
     if not (emb_model and rr_model):
         return
-    _say(f"5. RAG: {emb_model} embeddings + {rr_model} rerank")
+    _say(
+        tr(
+            f"5. RAG: {emb_model} embeddings + {rr_model} rerank",
+            f"5. RAG:{emb_model} 向量 + {rr_model} 重排序",
+        )
+    )
     if not _installed("langchain_campusllm"):
         return
     # optional extras, imported only when installed
@@ -180,14 +235,23 @@ def _rag_step(reg: Registry, only_provider: str | None, conn: Connect) -> None:
     store = InMemoryVectorStore(
         CampusLLMEmbeddings(model=emb_model, **conn(emb_model.split(":", 1)[0]))
     )
-    docs = [
-        "SJTU's gateway allows 10 requests per minute per key.",
-        "DeepSeek V3.2 needs a user message in every request.",
-        "The Bund is a waterfront area in central Shanghai.",
-        "Qwen3-Embedding uses an instruction prefix for queries.",
-    ]
+    if is_chinese():
+        docs = [
+            "交大网关每个密钥每分钟允许 10 次请求。",
+            "DeepSeek V3.2 的每个请求都必须包含 user 消息。",
+            "外滩是上海市中心的滨江区域。",
+            "Qwen3-Embedding 在查询前加一段指令前缀。",
+        ]
+        query = "交大网关每分钟允许多少次请求?"
+    else:
+        docs = [
+            "SJTU's gateway allows 10 requests per minute per key.",
+            "DeepSeek V3.2 needs a user message in every request.",
+            "The Bund is a waterfront area in central Shanghai.",
+            "Qwen3-Embedding uses an instruction prefix for queries.",
+        ]
+        query = "How many requests per minute does SJTU allow?"
     store.add_documents([Document(page_content=d) for d in docs])
-    query = "How many requests per minute does SJTU allow?"
     hits = store.similarity_search(query, k=4)
     rr = CampusLLMRerank(model=rr_model, top_n=2, **conn(rr_model.split(":", 1)[0]))
     for d in rr.compress_documents(hits, query):

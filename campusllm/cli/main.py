@@ -21,12 +21,22 @@ from ..auth import get_api_key
 from ..chat import ChatCaller
 from ..client import CampusClient
 from ..errors import AuthenticationError, CampusLLMError
+from ..i18n import tr
 from ..registry import ResolvedModel, get_registry
 from ..sim import main as sim_main
 from ..transport import error_from_exception
 from ..transport.library import core_http_library, is_http_error
 from .demo import run_demo
-from .style import bold, capabilities_text, dim, fmt_int, limits_text, table
+from .style import (
+    bold,
+    capabilities_text,
+    dim,
+    fmt_int,
+    kind_text,
+    limits_text,
+    reach_text,
+    table,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -35,8 +45,20 @@ def cmd_providers(args: argparse.Namespace) -> int:
     rows = []
     for p in get_registry().providers():
         base = p.base_url or (f"${p.base_url_env}" if p.base_url_env else "-")
-        rows.append([p.name, base, p.auth, " | ".join(p.key_env), limits_text(p), p.reachability])
-    print(table(["provider", "base url", "auth", "key env", "limits", "reach"], rows))
+        rows.append(
+            [
+                p.name,
+                base,
+                p.auth,
+                " | ".join(p.key_env),
+                limits_text(p),
+                reach_text(p.reachability),
+            ]
+        )
+    headers = tr(
+        "provider|base url|auth|key env|limits|reach", "提供方|地址|鉴权|密钥变量|限额|网络"
+    ).split("|")
+    print(table(headers, rows))
     return 0
 
 
@@ -44,33 +66,52 @@ def cmd_models(args: argparse.Namespace) -> int:
     reg = get_registry()
     rows = []
     for p, m in reg.models(args.provider, kind=args.kind):
-        status = m.status if m.status == "active" else f"{m.status}→{m.replacement or '?'}"
+        status = {
+            "active": tr("active", "可用"),
+            "trial": tr("trial", "试用"),
+            "deprecated": tr("deprecated", "已弃用"),
+        }[m.status]
+        if m.status != "active":
+            status += f"→{m.replacement or '?'}"
         rows.append(
             [
                 f"{p.name}:{m.id}",
                 ", ".join(m.aliases) or "-",
-                m.kind,
+                kind_text(m.kind),
                 fmt_int(m.context_window),
                 capabilities_text(m),
                 status,
             ]
         )
-    print(table(["model", "aliases", "kind", "context", "capabilities", "status"], rows))
+    headers = tr(
+        "model|aliases|kind|context|capabilities|status", "模型|别名|类型|上下文|能力|状态"
+    ).split("|")
+    print(table(headers, rows))
     if args.live:
         if not args.provider:
-            print("--live needs a PROVIDER", file=sys.stderr)
+            print(tr("--live needs a PROVIDER", "--live 需要指定提供方"), file=sys.stderr)
             return 2
         resolved = _resolve_any(args.provider, args.base_url)
         with CampusClient(resolved) as client:
             live = client.list_models()
         drift = reg.merge_live(args.provider, live)
         print()
-        print(bold(f"Live /models on {args.provider}: {len(live)} ids"))
         print(
-            "  on the gateway, not in the catalog:", ", ".join(drift.missing_in_catalog) or "none"
+            bold(
+                tr(
+                    f"Live /models on {args.provider}: {len(live)} ids",
+                    f"{args.provider} 网关的 /models:{len(live)} 个模型",
+                )
+            )
+        )
+        none = tr("none", "无")
+        print(
+            tr("  on the gateway, not in the catalog:", "  网关有、目录中没有:"),
+            ", ".join(drift.missing_in_catalog) or none,
         )
         print(
-            "  in the catalog, not on the gateway:", ", ".join(drift.missing_on_gateway) or "none"
+            tr("  in the catalog, not on the gateway:", "  目录中有、网关没有:"),
+            ", ".join(drift.missing_on_gateway) or none,
         )
     return 0
 
@@ -92,7 +133,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         for delta in caller.stream(messages, thinking=args.thinking):
             if delta.reasoning:
                 if not in_reasoning:
-                    sys.stdout.write(dim("[thinking] "))
+                    sys.stdout.write(dim(tr("[thinking] ", "[思考] ")))
                     in_reasoning = True
                 sys.stdout.write(dim(delta.reasoning))
             if delta.content:
@@ -105,7 +146,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         sys.stdout.write("\n")
         if usage and args.verbose:
-            print(dim(f"usage: {usage}"))
+            print(dim(tr(f"usage: {usage}", f"用量: {usage}")))
     return 0
 
 
@@ -176,21 +217,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="campusllm",
-        description="Campus and enterprise LLM gateways for LangChain and LlamaIndex.",
+        description=tr(
+            "Campus and enterprise LLM gateways for LangChain and LlamaIndex.",
+            "面向 LangChain 与 LlamaIndex 的校园与企业大模型网关工具。",
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("providers", help="list the known gateways")
+    p = sub.add_parser("providers", help=tr("list the known gateways", "列出已知的网关"))
     p.set_defaults(func=cmd_providers)
 
-    p = sub.add_parser("models", help="list models; --live compares with the gateway's /models")
+    p = sub.add_parser(
+        "models",
+        help=tr(
+            "list models; --live compares with the gateway's /models",
+            "列出模型;--live 与网关的 /models 对比",
+        ),
+    )
     p.add_argument("provider", nargs="?")
     p.add_argument("--kind", choices=["chat", "embedding", "rerank"])
     p.add_argument("--live", action="store_true")
     p.add_argument("--base-url")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("chat", help="stream one answer; reasoning is shown dimmed")
+    p = sub.add_parser(
+        "chat",
+        help=tr(
+            "stream one answer; reasoning is shown dimmed", "流式输出一次回答,思考过程淡色显示"
+        ),
+    )
     p.add_argument("-m", "--model", default=os.environ.get("CAMPUSLLM_MODEL", "sjtu:deepseek-chat"))
     p.add_argument("--thinking", dest="thinking", action="store_true", default=None)
     p.add_argument("--no-thinking", dest="thinking", action="store_false")
@@ -206,15 +261,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=8.0)
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("sim", help="run the offline simulator in the foreground")
+    p = sub.add_parser(
+        "sim", help=tr("run the offline simulator in the foreground", "在前台运行离线模拟器")
+    )
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--window", type=float, default=None, help="rate-limit window seconds")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help=tr("rate-limit window seconds", "限流窗口长度(秒)"),
+    )
     p.set_defaults(func=cmd_sim)
 
-    p = sub.add_parser("demo", help="a short tour (offline simulator when no key is set)")
+    p = sub.add_parser(
+        "demo",
+        help=tr(
+            "a short tour (offline simulator when no key is set)",
+            "简短的功能演示(未设置密钥时使用离线模拟器)",
+        ),
+    )
     p.add_argument("-m", "--model", default=None)
-    p.add_argument("--offline", action="store_true", help="use the simulator even with a key")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help=tr("use the simulator even with a key", "即使有密钥也使用模拟器"),
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -225,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CampusLLMError as e:
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(tr("error: ", "错误: ") + f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,7 @@ import sys
 import unicodedata
 from typing import TextIO
 
+from ..i18n import tr
 from ..registry import ModelSpec, ProviderSpec
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "fmt_int",
     "limits_text",
     "capabilities_text",
+    "kind_text",
+    "reach_text",
 ]
 
 
@@ -99,26 +102,40 @@ def fmt_int(n: int | None) -> str:
 
 
 def limits_text(p: ProviderSpec) -> str:
-    """A provider's published quotas, e.g. ``10 rpm, 100000 tpm``."""
+    """A provider's published quotas, e.g. ``10 rpm, 100000 tpm`` (in Chinese: ``10 次/分钟…``)."""
     parts = []
     if p.limits.rpm:
-        parts.append(f"{p.limits.rpm} rpm")
+        parts.append(tr(f"{p.limits.rpm} rpm", f"{p.limits.rpm} 次/分钟"))
     if p.limits.tpm:
-        parts.append(f"{p.limits.tpm} tpm")
+        parts.append(tr(f"{p.limits.tpm} tpm", f"{p.limits.tpm} tokens/分钟"))
     if p.limits.weekly_tokens:
-        parts.append(f"{p.limits.weekly_tokens} tok/week")
+        parts.append(
+            tr(f"{p.limits.weekly_tokens} tok/week", f"{p.limits.weekly_tokens} tokens/周")
+        )
     return ", ".join(parts) or "-"
 
 
 def capabilities_text(m: ModelSpec) -> str:
-    """What a model can do, e.g. ``tools,reasoning``."""
+    """What a model can do, e.g. ``tools,reasoning`` (in Chinese: ``工具,思考``)."""
     caps = []
     if m.tools:
-        caps.append("tools")
+        caps.append(tr("tools", "工具"))
     if m.vision:
-        caps.append("vision")
+        caps.append(tr("vision", "视觉"))
     if m.reasoning.shape != "none":
-        caps.append("reasoning")
+        caps.append(tr("reasoning", "思考"))
     if m.reasoning.toggle != "none":
-        caps.append("thinking-switch")
+        caps.append(tr("thinking-switch", "思考开关"))
     return ",".join(caps) or "-"
+
+
+def kind_text(kind: str) -> str:
+    """A model kind as the user reads it: ``chat``, or ``对话`` in Chinese."""
+    zh = {"chat": "对话", "embedding": "向量", "rerank": "重排序"}
+    return tr(kind, zh.get(kind, kind))
+
+
+def reach_text(reachability: str) -> str:
+    """Where a gateway answers from: ``campus``, or ``校园网`` in Chinese."""
+    zh = {"public": "公网", "campus": "校园网", "intranet": "内网"}
+    return tr(reachability, zh.get(reachability, reachability))

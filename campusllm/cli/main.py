@@ -28,6 +28,9 @@ from ..transport import error_from_exception
 from ..transport.library import core_http_library, is_http_error
 from .demo import run_demo
 from .style import (
+    ASSUMED,
+    assumed_note,
+    assumed_text,
     bold,
     capabilities_text,
     dim,
@@ -78,7 +81,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f"{p.name}:{m.id}",
                 ", ".join(m.aliases) or "-",
                 kind_text(m.kind),
-                fmt_int(m.context_window),
+                assumed_text(fmt_int(m.context_window), m, "context_window"),
                 capabilities_text(m),
                 status,
             ]
@@ -87,6 +90,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         "model|aliases|kind|context|capabilities|status", "模型|别名|类型|上下文|能力|状态"
     ).split("|")
     print(table(headers, rows))
+    if any(ASSUMED in row[3] for row in rows):
+        print(assumed_note())
     if args.live:
         if not args.provider:
             print(tr("--live needs a PROVIDER", "--live 需要指定提供方"), file=sys.stderr)

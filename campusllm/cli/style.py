@@ -31,6 +31,9 @@ __all__ = [
     "capabilities_text",
     "kind_text",
     "reach_text",
+    "ASSUMED",
+    "assumed_note",
+    "assumed_text",
 ]
 
 
@@ -118,6 +121,8 @@ def limits_text(p: ProviderSpec) -> str:
 def capabilities_text(m: ModelSpec) -> str:
     """What a model can do, e.g. ``tools,reasoning`` (in Chinese: ``工具,思考``)."""
     caps = []
+    if m.kind == "embedding" and m.dimensions:
+        caps.append(assumed_text(tr(f"{m.dimensions} dims", f"{m.dimensions} 维"), m, "dimensions"))
     if m.tools:
         caps.append(tr("tools", "工具"))
     if m.vision:
@@ -127,6 +132,30 @@ def capabilities_text(m: ModelSpec) -> str:
     if m.reasoning.toggle != "none":
         caps.append(tr("thinking-switch", "思考开关"))
     return ",".join(caps) or "-"
+
+
+ASSUMED = "*"
+"""Marks a figure the provider does not publish. Not the README's ``†``: terminals set up for
+Chinese draw that ambiguous-width character two columns wide, which would skew the table."""
+
+
+def assumed_text(value: str, spec: ModelSpec | ProviderSpec, field: str) -> str:
+    """``value`` with :data:`ASSUMED` after it when ``field`` is an assumption of ``spec``.
+
+    Example:
+        >>> assumed_text("32K", ModelSpec(id="m", context_window=32768,
+        ...                               assumed=["context_window"]), "context_window")
+        '32K*'
+    """
+    return value + ASSUMED if field in spec.assumed and value != "-" else value
+
+
+def assumed_note() -> str:
+    """The footnote under a table with :data:`ASSUMED` figures, in the user's language."""
+    return tr(
+        "* assumed: the provider does not publish this figure",
+        "* 为推测值:提供方未公布该数值",
+    )
 
 
 def kind_text(kind: str) -> str:

@@ -39,6 +39,7 @@ __all__ = [
     "validate_provider",
     "validation_error",
     "merge_models",
+    "confirm_assumptions",
     "deep_merge",
 ]
 
@@ -123,7 +124,7 @@ def merge_models(base: list[Any], override: Any, source: str, prefix: str) -> li
             names += existing.get("local_aliases", [])
             if any(str(n).lower() == low for n in names):
                 merged = deep_merge(existing, {k: v for k, v in entry.items() if k != "id"})
-                out[i] = merged
+                out[i] = confirm_assumptions(merged, entry)
                 break
         else:
             out.append(dict(entry))
@@ -138,6 +139,26 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def confirm_assumptions(merged: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Unmark the assumed figures ``override`` sets: a value the user gives is theirs, not ours.
+
+    An override that lists ``assumed`` itself decides alone.
+
+    Example:
+        >>> confirm_assumptions({"context_window": 65536, "assumed": ["context_window"]},
+        ...                     {"context_window": 65536})["assumed"]
+        []
+    """
+    if "assumed" in override or not merged.get("assumed"):
+        return merged
+    given = set(override)
+    for k, v in override.items():
+        if isinstance(v, Mapping):
+            given.update(f"{k}.{sub}" for sub in v)
+    merged["assumed"] = [n for n in merged["assumed"] if n not in given]
+    return merged
 
 
 def validate_provider(data: dict[str, Any], source: str, prefix: str) -> ProviderSpec:
@@ -220,6 +241,7 @@ def parse_overrides(
         else:
             base = existing.model_dump(exclude_unset=False)
             merged = deep_merge(base, {k: v for k, v in table.items() if k != "models"})
+            merged = confirm_assumptions(merged, table)
             if "models" in table:
                 merged["models"] = merge_models(base["models"], table["models"], source, prefix)
         out.providers.append(validate_provider(merged, source, prefix))

@@ -32,6 +32,22 @@ __all__ = [
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
+def _check_assumed(model: type[BaseModel], names: list[str]) -> list[str]:
+    """``assumed`` may only name fields that exist (``limits.rpm`` for a nested one): a typo
+    would leave an assumption unmarked."""
+    for name in names:
+        head, _, rest = name.partition(".")
+        field = model.model_fields.get(head) if head != "assumed" else None
+        sub = field.annotation if field is not None else None
+        ok = field is not None and (
+            not rest
+            or (isinstance(sub, type) and issubclass(sub, BaseModel) and rest in sub.model_fields)
+        )
+        if not ok:
+            raise ValueError(f"assumed names {name!r}, which is not a field of {model.__name__}")
+    return names
+
+
 class RateLimits(BaseModel):
     """A provider's published request and token quotas (``None``: no limit known).
 
@@ -118,6 +134,8 @@ class ModelSpec(BaseModel):
     status: Literal["active", "trial", "deprecated"] = "active"
     replacement: str | None = None
     note: str = ""
+    assumed: list[str] = []
+    """Fields whose values are our assumptions, not published by the provider (marked in tables)."""
     request_defaults: dict[str, Any] = {}
     # embeddings
     dimensions: int | None = Field(default=None, gt=0)
@@ -145,6 +163,11 @@ class ModelSpec(BaseModel):
             raise ValueError("query_instruction must contain '{text}'")
         return v
 
+    @field_validator("assumed")
+    @classmethod
+    def _assumed_are_fields(cls, v: list[str]) -> list[str]:
+        return _check_assumed(cls, v)
+
     def names(self) -> list[str]:
         """Every name this model answers to: id, aliases, local aliases."""
         return [self.id, *self.aliases, *self.local_aliases]
@@ -168,6 +191,8 @@ class ProviderSpec(BaseModel):
     display_name: str = ""
     docs: str = ""
     note: str = ""
+    assumed: list[str] = []
+    """Fields (``limits.rpm`` for a limit) whose values are assumptions, not published figures."""
     base_url: str | None = None
     base_url_env: str | None = None
     base_url_suffix: str = ""
@@ -202,6 +227,11 @@ class ProviderSpec(BaseModel):
                 f"provider name {v!r} must be letters, digits, '_', '.', '-' (no ':' or spaces)"
             )
         return v
+
+    @field_validator("assumed")
+    @classmethod
+    def _assumed_are_fields(cls, v: list[str]) -> list[str]:
+        return _check_assumed(cls, v)
 
     @field_validator("key_env")
     @classmethod

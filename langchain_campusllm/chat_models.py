@@ -197,8 +197,15 @@ class ChatCampusLLM(BaseChatOpenAI):
         return {"openai_api_key": env or "CAMPUSLLM_API_KEY"}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        # LangSmith groups traces by ls_provider: name the gateway ("campusllm-sjtu"), so SJTU
+        # and one-api traffic stay apart, and the catalog's model id ("glm-5.1" for "glm").
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = MODEL_PROVIDER
+        if self.campus_connection is not None:
+            resolved = self.campus_connection.resolved
+            params["ls_provider"] = f"{MODEL_PROVIDER}-{resolved.provider.name}"
+            if not isinstance(kwargs.get("model"), str):  # a per-call model is reported as sent
+                params["ls_model_name"] = resolved.model.id
         return params
 
     def _resolve_model_profile(self) -> ModelProfile | None:

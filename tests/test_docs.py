@@ -20,6 +20,7 @@ from campusllm.registry import Registry, get_registry, markdown_table, reset_reg
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+README_ZH = ROOT / "README.zh-CN.md"
 CI_RUN = ROOT / ".ci" / "run"
 PACKAGES = ("campusllm", "langchain_campusllm", "llama_index_campusllm")
 BEGIN, END = "<!-- BEGIN MODEL TABLE -->", "<!-- END MODEL TABLE -->"
@@ -28,8 +29,8 @@ KEY_RE = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9]{20,}")
 FENCE_RE = re.compile(r"^```([\w-]*)\n(.*?)^```$", re.M | re.S)
 
 
-def _readme() -> str:
-    return README.read_text(encoding="utf-8")
+def _readme(path: Path = README) -> str:
+    return path.read_text(encoding="utf-8")
 
 
 def _section(text: str, title: str) -> str:
@@ -52,8 +53,9 @@ def _python_blocks(text: str) -> list[str]:
 # ------------------------------------------------------------------------------ README
 
 
-def test_readme_model_table_is_the_generated_one() -> None:
-    lines = _readme().splitlines()
+@pytest.mark.parametrize("path", [README, README_ZH], ids=lambda p: p.name)
+def test_readme_model_table_is_the_generated_one(path: Path) -> None:
+    lines = _readme(path).splitlines()
     assert lines.count(BEGIN) == 1 and lines.count(END) == 1, "one marker line each"
     start, end = lines.index(BEGIN), lines.index(END)
     in_readme = "\n".join(lines[start + 1 : end]).strip()
@@ -82,8 +84,9 @@ def test_ci_runs_the_peer_tier_as_readme_documents_it() -> None:
     assert ci_commands.index("uv run pytest") < len(ci_commands) - 1
 
 
-def test_readme_names_every_providers_env_vars() -> None:
-    text = _readme()
+@pytest.mark.parametrize("path", [README, README_ZH], ids=lambda p: p.name)
+def test_readme_names_every_providers_env_vars(path: Path) -> None:
+    text = _readme(path)
     for p in Registry().providers():  # the packaged catalog, not the user's file
         assert f"`{p.name}`" in text, p.name
         for var in [*p.key_env, *([p.base_url_env] if p.base_url_env else [])]:
@@ -91,24 +94,35 @@ def test_readme_names_every_providers_env_vars() -> None:
     assert "`CAMPUSLLM_API_KEY`" in text and "[keys]" in text
 
 
-def test_readme_documents_every_cli_command() -> None:
+@pytest.mark.parametrize(
+    ("path", "title"), [(README, "Command line"), (README_ZH, "命令行")], ids=["en", "zh"]
+)
+def test_readme_documents_every_cli_command(path: Path, title: str) -> None:
     import argparse
 
     from campusllm.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    section = _section(_readme(), "Command line")
+    section = _section(_readme(path), title)
     for name in sub.choices:
         assert f"`campusllm {name}" in section, f"README's CLI table lacks `campusllm {name}`"
 
 
+# What each README prints when its examples did their job (beyond raising no error).
+_EXAMPLE_OUTPUT = {
+    README: ["Sunny, 22°C in Shanghai"],  # the agent examples completed their tool loops
+    README_ZH: ["上海:晴,22°C", "Course", "流中断", "鉴权失败: AuthenticationError 401"],
+}
+
+
+@pytest.mark.parametrize("path", [README, README_ZH], ids=lambda p: p.name)
 def test_readme_python_examples_run_against_the_simulator(
-    sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    path: Path, sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every ```python block of the README runs as written, with env vars pointing at the sim."""
     from llama_index.core import Settings
 
-    blocks = _python_blocks(_readme())
+    blocks = _python_blocks(_readme(path))
     assert len(blocks) >= 5
     monkeypatch.setenv("CAMPUSLLM_CONFIG", str(ROOT / "nonexistent-campusllm.toml"))
     reset_registry()
@@ -116,22 +130,34 @@ def test_readme_python_examples_run_against_the_simulator(
     try:
         for i, src in enumerate(blocks):
             # A key per block: each gets its own client-side rate-limit budget (SJTU: 10 rpm).
-            key = f"sk-sim-readme-{i}"
+            key = f"sk-sim-readme-{path.stem}-{i}"
             for name in ("sjtu", "oneapi", "ecnu"):
                 p = get_registry().provider(name)
                 monkeypatch.setenv(p.key_env[0], key)
                 monkeypatch.setenv(str(p.base_url_env), sim.url(name))
             try:
-                exec(compile(src, f"README.md python block {i + 1}", "exec"), {"__name__": "r"})
+                exec(compile(src, f"{path.name} python block {i + 1}", "exec"), {"__name__": "r"})
             except Exception as e:  # name the block: the traceback alone points at exec
-                raise AssertionError(f"README python block {i + 1} failed: {e!r}\n{src}") from e
+                raise AssertionError(
+                    f"{path.name} python block {i + 1} failed: {e!r}\n{src}"
+                ) from e
     finally:
         Settings._llm, Settings._embed_model = saved
         reset_registry()
     out = capsys.readouterr().out
     assert "<think>" not in out
-    assert "Sunny, 22°C in Shanghai" in out  # the agent examples completed their tool loops
+    for marker in _EXAMPLE_OUTPUT[path]:
+        assert marker in out, f"{path.name}: {marker!r} not printed"
     assert "0." in out  # rerank scores printed
+
+
+def test_each_readme_links_the_other_near_its_top() -> None:
+    assert "中文文档: [README.zh-CN.md](README.zh-CN.md)" in _readme().splitlines()[:5]
+    assert "[English](README.md)" in _readme(README_ZH).splitlines()[2]
+    # The English README keeps only a pointer, not a second (drifting) Chinese summary.
+    pointer = _section(_readme(), "中文说明")
+    assert "README.zh-CN.md" in pointer and "```" not in pointer
+    assert len(pointer.strip().splitlines()) <= 5
 
 
 def test_quick_start_demo_runs_offline_without_a_key(tmp_path: Path) -> None:
@@ -143,6 +169,7 @@ def test_quick_start_demo_runs_offline_without_a_key(tmp_path: Path) -> None:
     }
     env["CAMPUSLLM_CONFIG"] = str(tmp_path / "none.toml")
     env["NO_COLOR"] = "1"
+    env["CAMPUSLLM_LANG"] = "en"  # the markers below are the English tour's
     # A fresh process, as a user runs it (and with its own rate-limit budget).
     proc = subprocess.run(
         [sys.executable, "-m", "campusllm", "demo"],

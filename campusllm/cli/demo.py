@@ -205,17 +205,21 @@ def _llama_index_step(model: str, provider: str, conn: Connect) -> None:
 
 
 def _rag_step(reg: Registry, only_provider: str | None, conn: Connect) -> None:
-    def first(kind: str) -> str | None:
+    def first(kind: str, provider: str | None) -> str | None:
         return next(
             (
                 f"{p.name}:{m.id}"
                 for p, m in reg.models(kind=kind)
-                if only_provider is None or p.name == only_provider
+                if provider is None or p.name == provider
             ),
             None,
         )
 
-    emb_model, rr_model = first("embedding"), first("rerank")
+    # Embeddings and rerank from one gateway where one has both (one key, one network).
+    rerankers = [p.name for p, _ in reg.models(kind="rerank")]
+    both = next((p for p in rerankers if first("embedding", p)), None)
+    pick = only_provider or both
+    emb_model, rr_model = first("embedding", pick), first("rerank", pick)
     if not (emb_model and rr_model):
         return
     _say(

@@ -38,7 +38,7 @@ from llama_index.core.llms.llm import ToolSelection
 
 from campusllm.capabilities import supports_function_calling
 from campusllm.streaming import StreamGuard
-from campusllm.wire import Delta, parse_completion
+from campusllm.wire import Delta
 
 from ._common import ClosableClient
 from .messages import (
@@ -157,11 +157,11 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         return self.connection.openai.error(exc)
 
     def _response(self, raw: Any) -> ChatResponse:
-        data = self.connection.openai.as_dict(raw)
-        msg = parse_completion(data, self.resolved.model.reasoning)
+        sdk = self.connection.openai
+        msg = sdk.completion(raw)  # a login page or an error sent with HTTP 200 raises here
         return ChatResponse(
             message=assistant_message(msg.content, msg.reasoning, msg.tool_calls),
-            raw=data,
+            raw=sdk.as_dict(raw),
             additional_kwargs=usage_kwargs(msg.usage),
         )
 
@@ -202,7 +202,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             try:
                 for raw in self.connection.openai.chunks(stream, state.guard):
                     yield state.response(state.guard.feed(raw), raw)
-                last = state.guard.finish()
+                last = state.guard.end()  # raises for a stream that was cut or empty
                 if last.content or last.reasoning:
                     yield state.final(last)
             finally:
@@ -227,7 +227,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             try:
                 async for raw in self.connection.openai.achunks(stream, state.guard):
                     yield state.response(state.guard.feed(raw), raw)
-                last = state.guard.finish()
+                last = state.guard.end()
                 if last.content or last.reasoning:
                     yield state.final(last)
             finally:

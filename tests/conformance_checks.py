@@ -508,12 +508,10 @@ def _structured_llamaindex(s: Scenario, target: Target) -> None:
 
 _TOOLSTRICT = Scenario("tool-loop", "", "sjtu:peer-toolstrict", "litellm", upstream="toolstrict")
 _JSONCHAT = Scenario("structured", "", "llamacpp:smollm2-chat", "llama:chat")
-_NULL = ("LangChain sends the assistant tool-call turn with content: null; strict servers "
-         "(llama-cpp-python, and this model server) answer 500, which is retried")  # fmt: skip
 
 ADAPTER_CHECKS: list[AdapterCheck] = [
     AdapterCheck("tool-loop-langchain", "a LangChain tool loop's history is accepted",
-                 _TOOLSTRICT, _tool_loop_langchain, {"*": _NULL}),
+                 _TOOLSTRICT, _tool_loop_langchain),
     AdapterCheck("tool-loop-llamaindex", "a LlamaIndex tool loop's history is accepted",
                  _TOOLSTRICT, _tool_loop_llamaindex),
     AdapterCheck("json-schema-langchain", "with_structured_output(method='json_schema')",

@@ -324,8 +324,9 @@ def test_a_stream_cut_without_done_or_finish_reason_is_interrupted_everywhere(
 def test_a_stream_with_nothing_in_it_is_a_protocol_error_everywhere() -> None:
     for body in (_DONE, "", ": keepalive\n\n" + _DONE):
         for path, run in _stream_paths(body, "text/event-stream").items():
-            with pytest.raises(ProtocolError, match="no output"):
+            with pytest.raises(ProtocolError, match="no output") as info:
                 run()
+            assert not isinstance(info.value, StreamInterruptedError), path
 
 
 @pytest.mark.parametrize(

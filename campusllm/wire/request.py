@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 # Any surrogate code point in a str is unpaired for UTF-8: it cannot be encoded at all.
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -52,8 +52,8 @@ def find_lone_surrogate(value: Any, where: str = "") -> tuple[str, int, str] | N
     none (the common case costs one regex scan of the non-ASCII strings).
 
     Example:
-        >>> find_lone_surrogate([{"role": "user", "content": "hi \ud800"}], "messages")
-        ('messages[0].content', 3, '\ud800')
+        >>> find_lone_surrogate([{"role": "user", "content": "hi \\ud800"}], "messages")
+        ('messages[0].content', 3, '\\ud800')
         >>> find_lone_surrogate({"content": "你好"}) is None
         True
     """
@@ -80,7 +80,7 @@ def refuse_lone_surrogates(
     U+FFFD.
 
     Example:
-        >>> refuse_lone_surrogates(["ok", "bad \ud800"], "input")
+        >>> refuse_lone_surrogates(["ok", "bad \\ud800"], "input")
         Traceback (most recent call last):
         ...
         campusllm.errors.BadRequestError: input[1] contains a lone surrogate (U+D800) at position...

@@ -428,8 +428,8 @@ def stream_error(exc: BaseException, guard: StreamGuard) -> BaseException:
     :class:`~campusllm.errors.StreamInterruptedError` with the partial output.
     """
     scrub(exc)
-    if isinstance(exc, CampusLLMError):
-        return exc
+    if isinstance(exc, CampusLLMError):  # from the decoder (an unreadable event) or the guard
+        return guard.failure(exc)
     event = _error_event(exc)
     if event is not None:
         return guard.error_event(event)

@@ -167,7 +167,7 @@ class StreamGuard:
         partial output (``status_code`` kept). An error that already carries partial output
         (a gateway error event) is returned as it is.
         """
-        if not self.started or isinstance(error, StreamInterruptedError):
+        if not self.assembler.has_output or isinstance(error, StreamInterruptedError):
             return error
         if error.partial_content or error.partial_reasoning or error.partial_tool_calls:
             return error

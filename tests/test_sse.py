@@ -105,9 +105,13 @@ def test_comments_fields_multiline_data_and_an_unterminated_last_event() -> None
     assert not done
 
 
-def test_data_that_is_not_utf8_is_a_protocol_error() -> None:
+def test_data_that_is_not_utf8_is_a_protocol_error_after_the_events_before_it() -> None:
+    dec = SSEDecoder()
+    assert dec.feed(b"data: ok\n\ndata: \xff\xfe\n\ndata: later\n\n") == [SSEEvent(None, "ok")]
     with pytest.raises(ProtocolError, match="not UTF-8"):
-        SSEDecoder().feed(b"data: \xff\xfe\n\n")
+        dec.feed(b"data: more\n\n")
+    with pytest.raises(ProtocolError, match="not UTF-8"):
+        _decode([b"data: \xff\n\n"])  # raised at the end of the body at the latest
 
 
 @pytest.mark.parametrize(

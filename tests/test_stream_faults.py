@@ -253,19 +253,16 @@ _COMPLETION = json.dumps(
 _PAGE = "<html><head><title>Campus Login</title></head><body>log in</body></html>"
 
 
-def _transports(body: str, content_type: str) -> tuple[Any, Any, Any]:
-    def reply(request: Any) -> Any:
-        return lib.Response(200, content=body.encode(), headers={"content-type": content_type})
-
+def _transports(body: str | bytes, content_type: str) -> tuple[Any, Any, Any]:
+    raw = body.encode() if isinstance(body, str) else body
+    headers = {"content-type": content_type}
     lib = sdk_http_library()
-    sdk = lib.MockTransport(reply), lib.MockTransport(reply)
-    core = httpx.MockTransport(
-        lambda r: httpx.Response(200, content=body.encode(), headers={"content-type": content_type})
-    )
+    sdk = [lib.MockTransport(lambda r: lib.Response(200, content=raw, headers=headers))] * 2
+    core = httpx.MockTransport(lambda r: httpx.Response(200, content=raw, headers=headers))
     return core, sdk[0], sdk[1]
 
 
-def _stream_paths(body: str, content_type: str) -> dict[str, Callable[[], list[str]]]:
+def _stream_paths(body: str | bytes, content_type: str) -> dict[str, Callable[[], list[str]]]:
     """Every streaming entry point against one gateway answer; each returns the text shown."""
     lib = sdk_http_library()
     core, sdk_sync, sdk_async = _transports(body, content_type)
@@ -308,17 +305,19 @@ def _stream_paths(body: str, content_type: str) -> dict[str, Callable[[], list[s
     [
         (_STARTED, "text/event-stream"),  # closed after output: no [DONE], no finish_reason
         (_STARTED + ": keepalive\n\n", "text/event-stream"),
+        (_STARTED.encode() + b"data: \xff\xfe\n\n" + _DONE.encode(), "text/event-stream"),
     ],
 )
 def test_a_stream_cut_without_done_or_finish_reason_is_interrupted_everywhere(
-    body: str, content_type: str
+    body: str | bytes, content_type: str
 ) -> None:
+    # the last case: an event that is not UTF-8 after output started breaks the stream too
     for path, run in _stream_paths(body, content_type).items():
         with pytest.raises(StreamInterruptedError) as info:
             run()
         e = info.value
         assert (e.partial_reasoning, e.partial_content) == ("plan", "Hel"), path
-        assert "cut" in e.message, path
+        assert "cut" in e.message or "UTF-8" in e.message, path
 
 
 def test_a_stream_with_nothing_in_it_is_a_protocol_error_everywhere() -> None:

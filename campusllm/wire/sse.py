@@ -123,18 +123,26 @@ class SSEDecoder:
         ([], [SSEEvent(event=None, data='{"b": 2}')])
     """
 
-    __slots__ = ("_pending", "_cr", "_data", "_event", "done")
+    __slots__ = ("_pending", "_cr", "_data", "_event", "_error", "done")
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []  # a line not ended yet
         self._cr = False  # the last piece ended in CR: an LF starting the next one is its CRLF
         self._data: list[bytes] = []
         self._event: str | None = None
+        # an unreadable event: raised on the next call, after the events before it
+        self._error: ProtocolError | None = None
         self.done = False
         """Whether ``data: [DONE]`` arrived."""
 
     def feed(self, data: bytes) -> list[SSEEvent]:
-        """The events completed by ``data`` (the next bytes of the body)."""
+        """The events completed by ``data`` (the next bytes of the body).
+
+        An event that cannot be read raises :class:`~campusllm.errors.ProtocolError` on the
+        next call, so the events before it are never lost.
+        """
+        if self._error is not None:
+            raise self._error
         if self.done or not data:
             return []
         if self._cr:
@@ -161,6 +169,8 @@ class SSEDecoder:
 
     def end(self) -> list[SSEEvent]:
         """The body ended: an event still open (no blank line after it) is complete too."""
+        if self._error is not None:
+            raise self._error
         if self.done:
             return []
         lines = [b"".join(self._pending)] if self._pending else []
@@ -173,7 +183,11 @@ class SSEDecoder:
         for line in lines:
             if not line:
                 if data:
-                    event = self._dispatch()
+                    try:
+                        event = self._dispatch()
+                    except ProtocolError as e:
+                        self._error = e
+                        break
                     events.append(event)
                     data = self._data
                     if self.done:

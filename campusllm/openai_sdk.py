@@ -41,7 +41,7 @@ from openai._streaming import ServerSentEvent, SSEBytesDecoder, SSEDecoder
 from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming
 from pydantic import SecretStr
 
-from .answers import AnswerReader, read_completion
+from .answers import AnswerReader, answer_json, read_completion
 from .errors import CampusLLMError, ProtocolError, redact, scrub
 from .registry import ResolvedModel
 from .streaming import StreamEnded, StreamGuard
@@ -402,7 +402,9 @@ def map_sdk_error(exc: BaseException, resolved: ResolvedModel) -> BaseException:
         if isinstance(e, openai.APIStatusError):
             # the response is the SDK library's (httpx2); its API is httpx's
             return error_from_response(e.response, resolved, _status_body(e))  # type: ignore[arg-type]
-        if is_http_error(e) or isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)):
+        if isinstance(e, json.JSONDecodeError):  # a body labelled JSON that is not
+            return _not_json(e, resolved)
+        if is_http_error(e) or isinstance(e, UnicodeDecodeError):
             return error_from_exception(e, resolved)
     for e in _chain(exc):
         if isinstance(e, openai.APITimeoutError):
@@ -437,6 +439,15 @@ def stream_error(exc: BaseException, guard: StreamGuard) -> BaseException:
     if not isinstance(mapped, CampusLLMError):
         return mapped
     return guard.failure(mapped)
+
+
+def _not_json(exc: json.JSONDecodeError, resolved: ResolvedModel) -> CampusLLMError:
+    """A body sent as JSON that is not (an HTML login page says what it is)."""
+    try:
+        answer_json(exc.doc, resolved)
+    except CampusLLMError as e:
+        return e
+    return error_from_exception(exc, resolved)  # pragma: no cover - it failed to parse before
 
 
 def _status_body(exc: openai.APIStatusError) -> bytes:

@@ -358,3 +358,40 @@ def test_a_json_error_for_a_stream_is_typed_by_its_code_everywhere() -> None:
         with pytest.raises(RateLimitError, match="slow down") as info:
             run()
         assert info.value.status_code == 429, path
+
+
+def test_an_html_page_labelled_json_is_named_on_the_whole_answer_paths_too() -> None:
+    lib = sdk_http_library()
+    page = _PAGE.encode()
+
+    def reply(request: Any) -> Any:
+        return lib.Response(200, content=page, headers={"content-type": "application/json"})
+
+    lc = ChatCampusLLM(
+        model=MODEL,
+        api_key=SIM_KEY,
+        base_url=_BASE,
+        max_retries=0,
+        http_client=lib.Client(transport=lib.MockTransport(reply)),
+    )
+    li = CampusLLM(model=MODEL, api_key=SIM_KEY, base_url=_BASE, max_retries=0)
+    li.connection._openai = OpenAIClients(
+        li.connection, http_client=lib.Client(transport=lib.MockTransport(reply))
+    )
+    caller = ChatCaller(MODEL, api_key=SIM_KEY, base_url=_BASE)
+    caller.connection.http = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(
+                200, content=page, headers={"content-type": "application/json"}
+            )
+        )
+    )
+    runs: dict[str, Callable[[], object]] = {
+        "langchain": lambda: lc.invoke(PROMPT),
+        "llama_index": lambda: li.chat([ChatMessage(role="user", content=PROMPT)]),
+        "chat_caller": lambda: caller.invoke([{"role": "user", "content": PROMPT}]),
+    }
+    for path, run in runs.items():
+        with pytest.raises(ProtocolError, match="HTML page titled 'Campus Login'") as info:
+            run()
+        assert info.value.provider == "sjtu", path

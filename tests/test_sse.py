@@ -91,6 +91,13 @@ def test_events_are_the_same_however_the_bytes_are_cut(cuts: list[int], eol: str
     assert _decode(_cut(body, cuts)) == (whole, True)
 
 
+def test_a_byte_order_mark_before_the_first_event_is_skipped() -> None:
+    events, done = _decode([b"\xef\xbb\xbf" + STREAM])
+    assert done and len(events) == 4
+    events, _ = _read([b"\xef\xbb\xbf", b"data: {}\n\n"])
+    assert [e.data for e in events] == ["{}"]
+
+
 def test_nothing_after_done_and_done_is_remembered() -> None:
     events, done = _decode([_event({"a": 1}) + b"data: [DONE]\n\n" + _event({"b": 2})])
     assert [e.data for e in events] == ['{"a": 1}', "[DONE]"] and done

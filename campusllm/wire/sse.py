@@ -43,7 +43,8 @@ DONE = "[DONE]"
 BodyKind = Literal["sse", "json", "html", "text"]
 
 # Whitespace and a UTF-8 byte-order mark may come before the first real byte of a body.
-_LEADING = b" \t\r\n\xef\xbb\xbf"
+_BOM = b"\xef\xbb\xbf"
+_LEADING = b" \t\r\n" + _BOM
 # How much of a body's first line decides whether it is an event stream.
 _FIRST_LINE = 64
 _SSE_FIELDS = (b"data", b"event", b"id", b"retry")
@@ -123,7 +124,7 @@ class SSEDecoder:
         ([], [SSEEvent(event=None, data='{"b": 2}')])
     """
 
-    __slots__ = ("_pending", "_cr", "_data", "_event", "_error", "done")
+    __slots__ = ("_pending", "_cr", "_data", "_event", "_error", "_fresh", "done")
 
     def __init__(self) -> None:
         self._pending: list[bytes] = []  # a line not ended yet
@@ -132,6 +133,7 @@ class SSEDecoder:
         self._event: str | None = None
         # an unreadable event: raised on the next call, after the events before it
         self._error: ProtocolError | None = None
+        self._fresh = True  # nothing read yet: a byte-order mark may open the body
         self.done = False
         """Whether ``data: [DONE]`` arrived."""
 
@@ -145,6 +147,10 @@ class SSEDecoder:
             raise self._error
         if self.done or not data:
             return []
+        if self._fresh:
+            self._fresh = False
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
         if self._cr:
             self._cr = False
             if data[:1] == b"\n":

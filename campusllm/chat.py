@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from .answers import AnswerReader, answer_json, read_completion
 from .connection import connect
-from .errors import CampusLLMError, ProtocolError, redact
+from .errors import CampusLLMError, ProtocolError
 from .registry import ResolvedModel
 from .streaming import StreamGuard
 from .transport import error_from_exception, error_from_response
 from .transport.library import is_http_error
-from .wire import Delta, WireMessage, parse_completion, prepare_chat_payload
+from .wire import Delta, WireMessage, prepare_chat_payload
 from .wire.error_body import error_event_body
-from .wire.sse import SSEEvent, event_json, iter_sse_events
+from .wire.sse import SSEEvent, event_json
 
 if TYPE_CHECKING:
     import httpx
@@ -84,14 +85,8 @@ class ChatCaller:
             raise error_from_exception(e, self.resolved) from e
         if resp.status_code >= 400:
             raise error_from_response(resp, self.resolved)
-        try:
-            data = resp.json()
-        except ValueError as e:
-            raise ProtocolError(
-                f"The gateway answered non-JSON: {redact(resp.text, 200)!r}",
-                provider=self.resolved.provider.name,
-            ) from e
-        return parse_completion(data, self.resolved.model.reasoning)
+        data = answer_json(resp.content, self.resolved, resp.headers.get("content-type"))
+        return read_completion(data, self.resolved)
 
     def stream(
         self, messages: list[dict[str, Any]], *, thinking: bool | None = None, **kw: Any
@@ -107,12 +102,14 @@ class ChatCaller:
                 for event in self._events(resp, guard):
                     if event.event == "error":
                         raise guard.error_event(error_event_body(event.data))
+                    if event.is_done:
+                        break
                     try:
                         chunk = event_json(event.data)
                     except ProtocolError as e:
                         raise guard.failure(e) from e
                     yield guard.feed(chunk)
-                yield guard.finish()
+                yield guard.end()
         except CampusLLMError:
             raise
         except Exception as e:  # opening the stream failed: nothing was received
@@ -121,17 +118,26 @@ class ChatCaller:
             raise error_from_exception(e, self.resolved) from e
 
     def _events(self, resp: httpx.Response, guard: StreamGuard) -> Iterator[SSEEvent]:
-        events = iter_sse_events(resp.iter_lines())
+        """The body's events (:class:`~campusllm.answers.AnswerReader`); ``[DONE]`` sets
+        ``guard.done``, a broken connection raises what :meth:`StreamGuard.failure` picks."""
+        reader = AnswerReader(self.resolved, resp.headers.get("content-type"))
+        pieces = resp.iter_bytes()
         while True:
             try:
-                event = next(events)
-            except StopIteration:
-                return
+                piece = next(pieces, None)
+                events = reader.feed(piece) if piece is not None else reader.end()
+            except CampusLLMError as e:
+                raise guard.failure(e) from e
             except Exception as e:
                 if not is_http_error(e):
                     raise
                 raise guard.failure(error_from_exception(e, self.resolved)) from e
-            yield event
+            for event in events:
+                if event.is_done:
+                    guard.done = True
+                yield event
+            if piece is None or reader.done:
+                return
 
     def close(self) -> None:
         """Close the underlying HTTP clients."""

@@ -10,6 +10,10 @@ is decided here, once:
   (:func:`sdk_arguments`);
 * what an SDK exception means (:func:`map_sdk_error`), walking the whole ``__cause__`` /
   ``__context__`` chain, since frameworks wrap the SDK's errors in their own;
+* how a streamed body is read: the SDK's SSE decoder is campusllm's
+  (:class:`~campusllm.answers.AnswerReader`), so an HTML page, a JSON answer to
+  ``stream=true`` and a body that ends without ``[DONE]`` are seen here as on the core's own
+  path, and ``event: error`` is not lost;
 * how a failing stream ends (:func:`stream_error`), by the same rules as the core's own SSE
   path (:class:`~campusllm.streaming.StreamGuard`).
 
@@ -37,9 +41,10 @@ from openai._streaming import ServerSentEvent, SSEBytesDecoder, SSEDecoder
 from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming
 from pydantic import SecretStr
 
+from .answers import AnswerReader, answer_json, read_completion
 from .errors import CampusLLMError, ProtocolError, redact, scrub
 from .registry import ResolvedModel
-from .streaming import StreamGuard
+from .streaming import StreamEnded, StreamGuard
 from .transport.errors import (
     connect_error,
     error_from_exception,
@@ -47,8 +52,9 @@ from .transport.errors import (
     timeout_error,
 )
 from .transport.library import is_http_error
-from .wire import prepare_chat_payload
+from .wire import WireMessage, prepare_chat_payload
 from .wire.error_body import error_event_body
+from .wire.sse import SSEEvent
 
 __all__ = [
     "OpenAIClients",
@@ -57,6 +63,7 @@ __all__ = [
     "map_sdk_error",
     "stream_error",
     "as_dict",
+    "completion",
     "stream_chunks",
     "astream_chunks",
 ]
@@ -99,41 +106,79 @@ class SdkConnection(Protocol):
     def http_clients(self, lib: ModuleType | None = None) -> tuple[Any, Any]: ...
 
 
-class _ErrorEvents:
-    """An SSE decoder turning ``event: error`` into the ``{"error": ...}`` the SDK raises on.
+class _AnswerEvents:
+    """The SSE decoder of campusllm's SDK clients: :class:`~campusllm.answers.AnswerReader`.
 
-    The SDK raises :class:`openai.APIError` for ``data: {"error": ...}``, but passes an
-    ``event: error`` whose data lacks the ``error`` key on as if it were a chunk, and the
-    error would be lost.
+    It reads what the gateway really sent (an HTML login page, a JSON answer to
+    ``stream=true``, an event stream), raises :class:`~campusllm.streaming.StreamEnded` when
+    a body ends without ``[DONE]`` (the SDK would end the iteration as if complete), and turns
+    ``event: error`` into the ``{"error": ...}`` the SDK raises on (it passes an
+    ``event: error`` whose data lacks the ``error`` key on as if it were a chunk).
     """
 
-    def __init__(self, inner: SSEDecoder | SSEBytesDecoder) -> None:
-        self._inner = inner
+    def __init__(self, resolved: ResolvedModel) -> None:
+        self._resolved = resolved
 
     @staticmethod
-    def _normalise(sse: ServerSentEvent) -> ServerSentEvent:
-        if sse.event != "error":
-            return sse
-        body = json.dumps(error_event_body(sse.data), ensure_ascii=False)
-        return ServerSentEvent(event=sse.event, data=body, id=sse.id, retry=sse.retry)
+    def _sdk_event(ev: SSEEvent) -> ServerSentEvent:
+        if ev.event == "error":
+            body = json.dumps(error_event_body(ev.data), ensure_ascii=False)
+            return ServerSentEvent(event=ev.event, data=body)
+        return ServerSentEvent(event=ev.event, data=ev.data)
 
     def iter_bytes(self, iterator: Iterator[bytes]) -> Iterator[ServerSentEvent]:
-        for sse in self._inner.iter_bytes(iterator):
-            yield self._normalise(sse)
+        reader = AnswerReader(self._resolved)
+        sdk_event = self._sdk_event
+        for piece in iterator:
+            for ev in reader.feed(piece):
+                yield sdk_event(ev)
+        for ev in reader.end():
+            yield sdk_event(ev)
+        if not reader.done:
+            raise StreamEnded()
 
     async def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
-        async for sse in self._inner.aiter_bytes(iterator):
-            yield self._normalise(sse)
+        reader = AnswerReader(self._resolved)
+        sdk_event = self._sdk_event
+        async for piece in iterator:
+            for ev in reader.feed(piece):
+                yield sdk_event(ev)
+        for ev in reader.end():
+            yield sdk_event(ev)
+        if not reader.done:
+            raise StreamEnded()
 
 
 class _OpenAI(openai.OpenAI):
+    campus_resolved: ResolvedModel | None = None
+
     def _make_sse_decoder(self) -> SSEDecoder | SSEBytesDecoder:
-        return _ErrorEvents(super()._make_sse_decoder())
+        if self.campus_resolved is None:  # pragma: no cover - built outside OpenAIClients
+            return super()._make_sse_decoder()
+        return _AnswerEvents(self.campus_resolved)
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        new = super().copy(*args, **kwargs)
+        new.campus_resolved = self.campus_resolved
+        return new
+
+    with_options = copy
 
 
 class _AsyncOpenAI(openai.AsyncOpenAI):
+    campus_resolved: ResolvedModel | None = None
+
     def _make_sse_decoder(self) -> SSEDecoder | SSEBytesDecoder:
-        return _ErrorEvents(super()._make_sse_decoder())
+        if self.campus_resolved is None:  # pragma: no cover - built outside OpenAIClients
+            return super()._make_sse_decoder()
+        return _AnswerEvents(self.campus_resolved)
+
+    def copy(self, *args: Any, **kwargs: Any) -> Any:
+        new = super().copy(*args, **kwargs)
+        new.campus_resolved = self.campus_resolved
+        return new
+
+    with_options = copy
 
 
 class OpenAIClients:
@@ -190,14 +235,18 @@ class OpenAIClients:
         """The sync client."""
         own = self._http_client
         http = own if own is not None else self._conn.http_clients(sdk_http_library())[0]
-        return _OpenAI(**self._options(own), http_client=http)
+        client = _OpenAI(**self._options(own), http_client=http)
+        client.campus_resolved = self._conn.resolved
+        return client
 
     @cached_property
     def async_(self) -> openai.AsyncOpenAI:
         """The async client (the transport keeps connections per event loop)."""
         own = self._http_async_client
         http = own if own is not None else self._conn.http_clients(sdk_http_library())[1]
-        return _AsyncOpenAI(**self._options(own), http_client=http)
+        client = _AsyncOpenAI(**self._options(own), http_client=http)
+        client.campus_resolved = self._conn.resolved
+        return client
 
     # The rest of the seam, for this connection's model: an adapter holding a connection
     # reaches it through ``connection.openai`` and never imports the SDK itself.
@@ -226,6 +275,10 @@ class OpenAIClients:
     def as_dict(obj: Any) -> dict[str, Any]:
         """:func:`as_dict`."""
         return as_dict(obj)
+
+    def completion(self, obj: Any) -> WireMessage:
+        """:func:`completion` for this connection's model."""
+        return completion(obj, self._conn.resolved)
 
 
 # --------------------------------------------------------------------------- requests
@@ -284,6 +337,15 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return {"value": obj}  # parse_completion turns a wrong shape into ProtocolError
 
 
+def completion(obj: Any, resolved: ResolvedModel) -> WireMessage:
+    """A whole answer the SDK returned, parsed (:func:`~campusllm.answers.read_completion`).
+
+    The SDK hands back the body's text when it is not JSON (an HTML login page): that text
+    is judged like any other answer, never taken for a completion of the wrong shape.
+    """
+    return read_completion(obj if isinstance(obj, (str, bytes)) else as_dict(obj), resolved)
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -340,7 +402,9 @@ def map_sdk_error(exc: BaseException, resolved: ResolvedModel) -> BaseException:
         if isinstance(e, openai.APIStatusError):
             # the response is the SDK library's (httpx2); its API is httpx's
             return error_from_response(e.response, resolved, _status_body(e))  # type: ignore[arg-type]
-        if is_http_error(e) or isinstance(e, (json.JSONDecodeError, UnicodeDecodeError)):
+        if isinstance(e, json.JSONDecodeError):  # a body labelled JSON that is not
+            return _not_json(e, resolved)
+        if is_http_error(e) or isinstance(e, UnicodeDecodeError):
             return error_from_exception(e, resolved)
     for e in _chain(exc):
         if isinstance(e, openai.APITimeoutError):
@@ -366,8 +430,8 @@ def stream_error(exc: BaseException, guard: StreamGuard) -> BaseException:
     :class:`~campusllm.errors.StreamInterruptedError` with the partial output.
     """
     scrub(exc)
-    if isinstance(exc, CampusLLMError):
-        return exc
+    if isinstance(exc, CampusLLMError):  # from the decoder (an unreadable event) or the guard
+        return guard.failure(exc)
     event = _error_event(exc)
     if event is not None:
         return guard.error_event(event)
@@ -375,6 +439,15 @@ def stream_error(exc: BaseException, guard: StreamGuard) -> BaseException:
     if not isinstance(mapped, CampusLLMError):
         return mapped
     return guard.failure(mapped)
+
+
+def _not_json(exc: json.JSONDecodeError, resolved: ResolvedModel) -> CampusLLMError:
+    """A body sent as JSON that is not (an HTML login page says what it is)."""
+    try:
+        answer_json(exc.doc, resolved)
+    except CampusLLMError as e:
+        return e
+    return error_from_exception(exc, resolved)  # pragma: no cover - it failed to parse before
 
 
 def _status_body(exc: openai.APIStatusError) -> bytes:
@@ -388,13 +461,17 @@ def _status_body(exc: openai.APIStatusError) -> bytes:
 def stream_chunks(stream: Iterator[Any], guard: StreamGuard) -> Iterator[dict[str, Any]]:
     """The chunks of an SDK stream as dicts; a failure raises the error :func:`stream_error` picks.
 
-    Feed each chunk to ``guard`` (it raises the gateway's errors in chunks).
+    Feed each chunk to ``guard`` (it raises the gateway's errors in chunks), then call
+    ``guard.end()``: this sets ``guard.done`` when the stream ended with ``[DONE]``.
     """
     chunks = iter(stream)
     while True:
         try:
             chunk = next(chunks)
-        except StopIteration:
+        except StopIteration:  # the SDK stops at [DONE]; without it StreamEnded comes first
+            guard.done = True
+            return
+        except StreamEnded:
             return
         except Exception as e:
             mapped = stream_error(e, guard)
@@ -413,6 +490,9 @@ async def astream_chunks(
         try:
             chunk = await chunks.__anext__()
         except StopAsyncIteration:
+            guard.done = True
+            return
+        except StreamEnded:
             return
         except Exception as e:
             mapped = stream_error(e, guard)

@@ -10,7 +10,6 @@ openai SDK (its clients, its arguments, its errors, failing streams) through
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,14 +25,21 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from campusllm.capabilities import require_tools, structured_output_method
 from campusllm.connection import Connection, connect
 from campusllm.errors import CampusLLMError, ConfigError, ProtocolError, redact
-from campusllm.openai_sdk import OpenAIClients, as_dict, map_sdk_error, sdk_arguments, stream_error
+from campusllm.openai_sdk import (
+    OpenAIClients,
+    as_dict,
+    completion,
+    map_sdk_error,
+    sdk_arguments,
+    stream_error,
+)
 from campusllm.registry import RateLimits, ResolvedModel
 from campusllm.streaming import StreamGuard
-from campusllm.wire import Delta, parse_completion
 
 from ._base import raise_campus_error
-from .convert import MODEL_PROVIDER, ai_message, delta_chunk, reasoning_of, response_format_dict
+from .convert import MODEL_PROVIDER, ai_message, reasoning_of, response_format_dict
 from .profile import model_profile
+from .streams import STREAM_STATE, StreamState, aguarded, delta_to_chunk, guarded, tail_chunk
 from .structured import json_schema_runnable
 
 if TYPE_CHECKING:
@@ -47,24 +53,6 @@ __all__ = ["ChatCampusLLM"]
 _DEFAULT_TIMEOUT = 120.0
 # langchain-openai reading an SDK object of the wrong shape ("usage": [], "data: null")
 _MALFORMED = (AttributeError, TypeError, KeyError)
-
-
-class _StreamState:
-    """Per-stream-call state: one guard, so think tags split across chunks stay split."""
-
-    __slots__ = ("guard", "finish_seen", "model_name")
-
-    def __init__(self, guard: StreamGuard, model_name: str) -> None:
-        self.guard = guard
-        self.finish_seen = False
-        self.model_name = model_name
-
-
-# Set only around each step of the parent generator, so interleaved or concurrent streams
-# never see each other's state.
-_STREAM_STATE: contextvars.ContextVar[_StreamState | None] = contextvars.ContextVar(
-    "campusllm_stream_state", default=None
-)
 
 
 class ChatCampusLLM(BaseChatOpenAI):
@@ -256,6 +244,8 @@ class ChatCampusLLM(BaseChatOpenAI):
         response: dict | Any,
         generation_info: dict | None = None,
     ) -> ChatResult:
+        if isinstance(response, (str, bytes)):  # the SDK's text of a body that is not JSON
+            completion(response, self.resolved)  # raises what the page or text stands for
         if not isinstance(response, dict) and not hasattr(response, "model_dump"):
             raise ProtocolError(
                 f"The gateway answered something that is not JSON: {redact(response, 200)!r}",
@@ -270,11 +260,10 @@ class ChatCampusLLM(BaseChatOpenAI):
             if isinstance(choices, list) and len(choices) > 1
             else [body]
         )
-        spec = self.resolved.model.reasoning
         generations = []
         wire = None
         for one in bodies:
-            wire = parse_completion(one, spec)
+            wire = completion(one, self.resolved)
             info = dict(generation_info or {})
             info["finish_reason"] = wire.finish_reason
             generations.append(ChatGeneration(message=ai_message(wire), generation_info=info))
@@ -305,7 +294,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             return self._malformed(exc)
         return map_sdk_error(exc, self.resolved)
 
-    def _stream_error(self, exc: Exception, state: _StreamState) -> BaseException:
+    def _stream_error(self, exc: Exception, state: StreamState) -> BaseException:
         """The error a failing stream raises (``exc`` itself when it is not ours to type)."""
         if isinstance(exc, _MALFORMED) and not isinstance(exc, CampusLLMError):
             return state.guard.failure(self._malformed(exc, "a malformed stream chunk"))
@@ -343,8 +332,8 @@ class ChatCampusLLM(BaseChatOpenAI):
 
     # ------------------------------------------------------------------ streaming
 
-    def _new_stream_state(self) -> _StreamState:
-        return _StreamState(StreamGuard(self.resolved), self.model_name)
+    def _new_stream_state(self) -> StreamState:
+        return StreamState(StreamGuard(self.resolved), self.model_name)
 
     def _convert_chunk_to_generation_chunk(
         self,
@@ -352,7 +341,7 @@ class ChatCampusLLM(BaseChatOpenAI):
         default_chunk_class: type,
         base_generation_info: dict | None,
     ) -> ChatGenerationChunk | None:
-        state = _STREAM_STATE.get()
+        state = STREAM_STATE.get()
         if state is None:  # called outside _stream (e.g. directly): no cross-chunk state
             state = self._new_stream_state()
         if isinstance(chunk.get("type"), str) and "choices" not in chunk:
@@ -360,30 +349,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             if chunk["type"] != "chunk" or not isinstance(inner, dict):
                 return None
             chunk = inner
-        return self._delta_to_chunk(state.guard.feed(chunk), state, base_generation_info)
-
-    def _delta_to_chunk(
-        self, delta: Delta, state: _StreamState, base_generation_info: dict | None
-    ) -> ChatGenerationChunk:
-        info = dict(base_generation_info or {})
-        if delta.finish_reason and not state.finish_seen:
-            state.finish_seen = True
-            info["finish_reason"] = delta.finish_reason
-            info["model_name"] = delta.model or state.guard.assembler.model or state.model_name
-        return ChatGenerationChunk(message=delta_chunk(delta), generation_info=info or None)
-
-    def _tail_chunk(self, state: _StreamState) -> ChatGenerationChunk | None:
-        delta = state.guard.finish()
-        if not (delta.content or delta.reasoning or not state.finish_seen):
-            return None
-        chunk = self._delta_to_chunk(delta, state, None)
-        if not state.finish_seen:  # gateways that never send finish_reason
-            state.finish_seen = True
-            chunk.generation_info = {
-                **(chunk.generation_info or {}),
-                "model_name": state.guard.assembler.model or state.model_name,
-            }
-        return chunk
+        return delta_to_chunk(state.guard.feed(chunk), state, base_generation_info)
 
     def _stream(
         self,
@@ -394,26 +360,8 @@ class ChatCampusLLM(BaseChatOpenAI):
     ) -> Iterator[ChatGenerationChunk]:
         state = self._new_stream_state()
         gen = super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        try:
-            while True:
-                token = _STREAM_STATE.set(state)
-                try:
-                    chunk = next(gen)
-                except StopIteration:
-                    break
-                except Exception as e:
-                    mapped = self._stream_error(e, state)
-                    if mapped is e:
-                        raise
-                    raise mapped from e
-                finally:
-                    _STREAM_STATE.reset(token)
-                yield chunk
-        finally:
-            close = getattr(gen, "close", None)  # a generator, typed as an iterator
-            if close is not None:
-                close()
-        tail = self._tail_chunk(state)
+        yield from guarded(gen, state, self._stream_error)
+        tail = tail_chunk(state)  # raises for a stream that was cut or empty
         if tail is not None:
             if run_manager:
                 run_manager.on_llm_new_token(tail.text, chunk=tail)
@@ -428,26 +376,9 @@ class ChatCampusLLM(BaseChatOpenAI):
     ) -> AsyncIterator[ChatGenerationChunk]:
         state = self._new_stream_state()
         gen = super()._astream(messages, stop=stop, run_manager=run_manager, **kwargs)
-        try:
-            while True:
-                token = _STREAM_STATE.set(state)
-                try:
-                    chunk = await gen.__anext__()
-                except StopAsyncIteration:
-                    break
-                except Exception as e:
-                    mapped = self._stream_error(e, state)
-                    if mapped is e:
-                        raise
-                    raise mapped from e
-                finally:
-                    _STREAM_STATE.reset(token)
-                yield chunk
-        finally:
-            aclose = getattr(gen, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        tail = self._tail_chunk(state)
+        async for chunk in aguarded(gen, state, self._stream_error):
+            yield chunk
+        tail = tail_chunk(state)
         if tail is not None:
             if run_manager:
                 await run_manager.on_llm_new_token(tail.text, chunk=tail)

@@ -9,8 +9,8 @@ LlamaIndex and them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
@@ -32,13 +32,20 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.llm import (
+    LLMStructuredPredictEndEvent,
+    LLMStructuredPredictStartEvent,
+)
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.prompts import PromptTemplate
+from llama_index.core.types import Model, PydanticProgramMode
 
 from campusllm.capabilities import supports_function_calling
 from campusllm.streaming import StreamGuard
-from campusllm.wire import Delta, parse_completion
+from campusllm.wire import Delta
 
 from ._common import ClosableClient
 from .messages import (
@@ -48,9 +55,13 @@ from .messages import (
     to_wire_messages,
     usage_kwargs,
 )
+from .structured import json_schema_program, uses_json_schema
 
 if TYPE_CHECKING:
+    from llama_index.core.program.utils import FlexibleModel
     from llama_index.core.tools.types import BaseTool
+
+dispatcher = get_dispatcher(__name__)
 
 __all__ = ["CampusLLM", "to_wire_messages", "FALLBACK_CONTEXT_WINDOW"]
 
@@ -121,6 +132,12 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra body keys sent with every request."
     )
+    structured_output_method: Literal["function_calling", "json_schema"] | None = Field(
+        default=None,
+        description="How structured_predict/as_structured_llm ask for structured output. "
+        "None: tool calls where the model has them, else response_format json_schema where "
+        "the registry says the model supports it.",
+    )
 
     @classmethod
     def class_name(cls) -> str:
@@ -157,11 +174,11 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         return self.connection.openai.error(exc)
 
     def _response(self, raw: Any) -> ChatResponse:
-        data = self.connection.openai.as_dict(raw)
-        msg = parse_completion(data, self.resolved.model.reasoning)
+        sdk = self.connection.openai
+        msg = sdk.completion(raw)  # a login page or an error sent with HTTP 200 raises here
         return ChatResponse(
             message=assistant_message(msg.content, msg.reasoning, msg.tool_calls),
-            raw=data,
+            raw=sdk.as_dict(raw),
             additional_kwargs=usage_kwargs(msg.usage),
         )
 
@@ -202,7 +219,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             try:
                 for raw in self.connection.openai.chunks(stream, state.guard):
                     yield state.response(state.guard.feed(raw), raw)
-                last = state.guard.finish()
+                last = state.guard.end()  # raises for a stream that was cut or empty
                 if last.content or last.reasoning:
                     yield state.final(last)
             finally:
@@ -227,7 +244,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
             try:
                 async for raw in self.connection.openai.achunks(stream, state.guard):
                     yield state.response(state.guard.feed(raw), raw)
-                last = state.guard.finish()
+                last = state.guard.end()
                 if last.content or last.reasoning:
                     yield state.final(last)
             finally:
@@ -276,6 +293,85 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
+
+    # ----------------------------------------------------------------- structured output
+
+    def _json_schema_output(self) -> bool:
+        return self.pydantic_program_mode == PydanticProgramMode.DEFAULT and uses_json_schema(
+            self.resolved, self.structured_output_method
+        )
+
+    @dispatcher.span
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Structured output: see :attr:`structured_output_method` for how it is asked for.
+
+        Example:
+            >>> llm.structured_predict(Person, PromptTemplate("Ann, 31"))  # doctest: +SKIP
+            Person(name='Ann', age=31)
+        """
+        if not self._json_schema_output():
+            return super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(
+                output_cls=output_cls, template=prompt, template_args=prompt_args
+            )
+        )
+        result = json_schema_program(output_cls, prompt, self)(llm_kwargs, **prompt_args)
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    @dispatcher.span
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Async :meth:`structured_predict`."""
+        if not self._json_schema_output():
+            return await super().astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(
+                output_cls=output_cls, template=prompt, template_args=prompt_args
+            )
+        )
+        program = json_schema_program(output_cls, prompt, self)
+        result = await program.acall(llm_kwargs, **prompt_args)
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    def _structured_stream_call(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Model | list[Model] | FlexibleModel | list[FlexibleModel], None, None]:
+        if not self._json_schema_output():
+            return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        program = json_schema_program(output_cls, prompt, self)
+        return program.stream_call(llm_kwargs=llm_kwargs, **prompt_args)
+
+    async def _structured_astream_call(
+        self,
+        output_cls: type[Model],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Model | list[Model] | FlexibleModel | list[FlexibleModel], None]:
+        if not self._json_schema_output():
+            return await super()._structured_astream_call(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+        program = json_schema_program(output_cls, prompt, self)
+        return await program.astream_call(llm_kwargs=llm_kwargs, **prompt_args)
 
     # ----------------------------------------------------------------- tools
 

@@ -302,16 +302,13 @@ SCENARIOS: list[Scenario] = [
                "peer:llamaindex": "a 408 is retried like a 5xx and ends as BadRequestError"},
     ),
     Scenario(
+        # An error event in a stream is the gateway's error for its code (LiteLLM: "500"),
+        # carrying what arrived before it, on every path alike.
         "dies-mid-stream", "the model server dies mid-stream: LiteLLM sends an error event",
         "sjtu:peer-dies", "litellm", stream=True, upstream="dies",
         wire=Wire(stream_error_event=True),
-        client=Client(error="StreamInterruptedError", partial=True),
-        sim_setup=(("inject", {"kind": "reset_mid_stream", "after_chunks": 3}),),
-        sim_gap="it resets the connection where LiteLLM sends data: {\"error\": {...}} in-band",
-        xfail={"peer:llamaindex": "LiteLLM's in-band error event becomes ProtocolError "
-               "('not valid JSON/SSE') and the partial answer is lost",
-               "peer:caller": "ChatCaller turns LiteLLM's in-band error event into "
-               "BadRequestError and the partial answer is lost"},
+        client=Client(error="ServerError", partial=True),
+        sim_setup=(("inject", {"kind": "error_mid_stream", "status": 500, "after_chunks": 3}),),
     ),
     Scenario(
         "context-vllm", "a prompt over the context window, as vLLM words it through LiteLLM",
@@ -389,10 +386,6 @@ SCENARIOS: list[Scenario] = [
         messages=STORY, body=_REASON,
         wire=Wire(content=True, reasoning_field=True, leading_ws=True),
         client=Client(content=True, reasoning=True, no_leading_ws=True),
-        xfail={"peer:caller": "the reasoning_content path keeps the leading '\\n\\n' that the "
-               "tag path strips",
-               "peer:langchain": "the reasoning_content path keeps the leading '\\n\\n'",
-               "peer:llamaindex": "the reasoning_content path keeps the leading '\\n\\n'"},
         sim_gap="its answers after reasoning_content never start with blank lines",
     ),
     Scenario(

@@ -23,12 +23,13 @@ from campusllm.chat import ChatCaller
 from campusllm.errors import (
     BadRequestError,
     CampusLLMError,
+    ProtocolError,
     RateLimitError,
     ServerError,
     StreamInterruptedError,
     UnreachableError,
 )
-from campusllm.openai_sdk import map_sdk_error, sdk_http_library
+from campusllm.openai_sdk import OpenAIClients, map_sdk_error, sdk_http_library
 from campusllm.registry import resolve
 from campusllm.sim import SIM_KEY
 from langchain_campusllm import ChatCampusLLM
@@ -222,3 +223,175 @@ def test_errors_keep_their_partials_through_pickling() -> None:
     interrupted = pickle.loads(pickle.dumps(StreamInterruptedError("x", partial_reasoning="r")))
     assert interrupted.partial_reasoning == "r" and interrupted.partial_content == ""
     assert json.dumps(RateLimitError("slow", retry_after=1.0).partial_tool_calls) == "[]"
+
+
+# ------------------------------------------------ how a stream ended, on every path alike
+
+_BASE = "http://127.0.0.1:9/sjtu/api/v1"
+_DONE = "data: [DONE]\n\n"
+
+
+def _data(delta: dict[str, Any], finish: str | None = None) -> str:
+    chunk = {"id": "c1", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+
+# the last chunk ends in what may be the start of a tag: never part of the partial output
+_STARTED = _data({"reasoning_content": "plan"}) + _data({"content": "Hel</thi"})
+_COMPLETION = json.dumps(
+    {
+        "id": "c1",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello", "reasoning_content": "plan"},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+)
+_PAGE = "<html><head><title>Campus Login</title></head><body>log in</body></html>"
+
+
+def _transports(body: str | bytes, content_type: str) -> tuple[Any, Any, Any]:
+    raw = body.encode() if isinstance(body, str) else body
+    headers = {"content-type": content_type}
+    lib = sdk_http_library()
+    sdk = [lib.MockTransport(lambda r: lib.Response(200, content=raw, headers=headers))] * 2
+    core = httpx.MockTransport(lambda r: httpx.Response(200, content=raw, headers=headers))
+    return core, sdk[0], sdk[1]
+
+
+def _stream_paths(body: str | bytes, content_type: str) -> dict[str, Callable[[], list[str]]]:
+    """Every streaming entry point against one gateway answer; each returns the text shown."""
+    lib = sdk_http_library()
+    core, sdk_sync, sdk_async = _transports(body, content_type)
+    caller = ChatCaller(MODEL, api_key=SIM_KEY, base_url=_BASE)
+    caller.connection.http = httpx.Client(transport=core)
+    lc = ChatCampusLLM(
+        model=MODEL,
+        api_key=SIM_KEY,
+        base_url=_BASE,
+        http_client=lib.Client(transport=sdk_sync),
+        http_async_client=lib.AsyncClient(transport=sdk_async),
+    )
+    li = CampusLLM(model=MODEL, api_key=SIM_KEY, base_url=_BASE)
+    li.connection._openai = OpenAIClients(
+        li.connection,
+        http_client=lib.Client(transport=sdk_sync),
+        http_async_client=lib.AsyncClient(transport=sdk_async),
+    )
+    msgs = [ChatMessage(role="user", content=PROMPT)]
+
+    async def lc_async() -> list[str]:
+        return [c.text async for c in lc.astream(PROMPT)]
+
+    async def li_async() -> list[str]:
+        return [r.delta or "" async for r in await li.astream_chat(msgs)]
+
+    return {
+        "chat_caller": lambda: [
+            d.content for d in caller.stream([{"role": "user", "content": "hi"}])
+        ],
+        "langchain": lambda: [c.text for c in lc.stream(PROMPT)],
+        "langchain-async": lambda: asyncio.run(lc_async()),
+        "llama_index": lambda: [r.delta or "" for r in li.stream_chat(msgs)],
+        "llama_index-async": lambda: asyncio.run(li_async()),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (_STARTED, "text/event-stream"),  # closed after output: no [DONE], no finish_reason
+        (_STARTED + ": keepalive\n\n", "text/event-stream"),
+        (_STARTED.encode() + b"data: \xff\xfe\n\n" + _DONE.encode(), "text/event-stream"),
+    ],
+)
+def test_a_stream_cut_without_done_or_finish_reason_is_interrupted_everywhere(
+    body: str | bytes, content_type: str
+) -> None:
+    # the last case: an event that is not UTF-8 after output started breaks the stream too
+    for path, run in _stream_paths(body, content_type).items():
+        with pytest.raises(StreamInterruptedError) as info:
+            run()
+        e = info.value
+        assert (e.partial_reasoning, e.partial_content) == ("plan", "Hel"), path
+        assert "cut" in e.message or "UTF-8" in e.message, path
+
+
+def test_a_stream_with_nothing_in_it_is_a_protocol_error_everywhere() -> None:
+    for body in (_DONE, "", ": keepalive\n\n" + _DONE):
+        for path, run in _stream_paths(body, "text/event-stream").items():
+            with pytest.raises(ProtocolError, match="no output") as info:
+                run()
+            assert not isinstance(info.value, StreamInterruptedError), path
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _data({"content": "Hello"}) + _DONE,  # [DONE] without a finish_reason
+        _data({"content": "Hello"}, finish="stop"),  # a finish_reason without [DONE]
+    ],
+)
+def test_done_or_a_finish_reason_alone_completes_a_stream_everywhere(body: str) -> None:
+    for path, run in _stream_paths(body, "text/event-stream").items():
+        assert "".join(run()) == "Hello", path
+
+
+def test_a_json_answer_to_a_stream_request_is_the_whole_answer_everywhere() -> None:
+    for path, run in _stream_paths(_COMPLETION, "application/json").items():
+        assert "".join(run()) == "Hello", path
+
+
+def test_an_html_page_for_a_stream_is_named_everywhere() -> None:
+    for path, run in _stream_paths(_PAGE, "text/html").items():
+        with pytest.raises(ProtocolError, match="HTML page titled 'Campus Login'") as info:
+            run()
+        assert "log in to the campus network" in str(info.value).lower(), path
+
+
+def test_a_json_error_for_a_stream_is_typed_by_its_code_everywhere() -> None:
+    body = json.dumps({"error": {"message": "slow down", "code": 429}})
+    for path, run in _stream_paths(body, "application/json").items():
+        with pytest.raises(RateLimitError, match="slow down") as info:
+            run()
+        assert info.value.status_code == 429, path
+
+
+def test_an_html_page_labelled_json_is_named_on_the_whole_answer_paths_too() -> None:
+    lib = sdk_http_library()
+    page = _PAGE.encode()
+
+    def reply(request: Any) -> Any:
+        return lib.Response(200, content=page, headers={"content-type": "application/json"})
+
+    lc = ChatCampusLLM(
+        model=MODEL,
+        api_key=SIM_KEY,
+        base_url=_BASE,
+        max_retries=0,
+        http_client=lib.Client(transport=lib.MockTransport(reply)),
+    )
+    li = CampusLLM(model=MODEL, api_key=SIM_KEY, base_url=_BASE, max_retries=0)
+    li.connection._openai = OpenAIClients(
+        li.connection, http_client=lib.Client(transport=lib.MockTransport(reply))
+    )
+    caller = ChatCaller(MODEL, api_key=SIM_KEY, base_url=_BASE)
+    caller.connection.http = httpx.Client(
+        transport=httpx.MockTransport(
+            lambda r: httpx.Response(
+                200, content=page, headers={"content-type": "application/json"}
+            )
+        )
+    )
+    runs: dict[str, Callable[[], object]] = {
+        "langchain": lambda: lc.invoke(PROMPT),
+        "llama_index": lambda: li.chat([ChatMessage(role="user", content=PROMPT)]),
+        "chat_caller": lambda: caller.invoke([{"role": "user", "content": PROMPT}]),
+    }
+    for path, run in runs.items():
+        with pytest.raises(ProtocolError, match="HTML page titled 'Campus Login'") as info:
+            run()
+        assert info.value.provider == "sjtu", path

@@ -19,6 +19,7 @@ from campusllm.wire import (
     StreamAssembler,
     ThinkTagSplitter,
     ToolCall,
+    find_lone_surrogate,
     parse_completion,
     split_reasoning,
 )
@@ -444,7 +445,8 @@ def test_stream_cut_anywhere_equals_whole_message(
     # the whole-message parse recovers the script, whatever the shape
     tagged = shape in ("think_tags", "think_open")
     assert whole.reasoning == (r.lstrip() if tagged else r)
-    assert whole.content == (c.lstrip() if tagged else c)
+    # the answer after reasoning starts without whitespace, whatever shape carried it
+    assert whole.content == (c.lstrip() if tagged or r else c)
     assert "<think>" not in whole.content and "</think>" not in whole.content
     assert [(t.name, t.parsed_arguments()) for t in whole.tool_calls] == calls
 
@@ -539,12 +541,14 @@ def test_gateway_reusing_index_zero_for_parallel_calls() -> None:
     assert [(t.id, t.parsed_arguments()) for t in calls] == [("a", {"n": 1}), ("b", {"n": 2})]
 
 
-def test_message_is_a_snapshot_and_includes_held_prefix() -> None:
+def test_message_is_a_snapshot_without_the_held_prefix() -> None:
     asm = StreamAssembler()
     asm.feed({"choices": [{"delta": {"content": "Hello <thi"}}]})
     asm.feed(tc_chunk({"index": 0, "id": "a", "function": fn("f", "{")}))
     snap = asm.message()
-    assert snap.content == "Hello <thi"  # partial for StreamInterruptedError: nothing lost
+    # a partial never ends in a tag fragment: the held-back "<thi" is left out until the
+    # next chunk says what it was
+    assert snap.content == "Hello "
     asm.feed(tc_chunk({"index": 0, "function": fn(args="}")}))
     assert snap.tool_calls[0].arguments == "{"
     assert asm.message().tool_calls[0].arguments == "{}"
@@ -901,7 +905,28 @@ def test_passback_think_tags_prepends_reasoning() -> None:
 def test_passback_drop_removes_reasoning() -> None:
     out = prepare({"messages": history()}, make_resolved(tools=True))["messages"]
     assert all("reasoning_content" not in m and "reasoning" not in m for m in out)
-    assert [m.get("content") for m in out] == [m.get("content") for m in history()]
+    # the tool-call turn's content: null goes out as "" (some servers answer 500 for null)
+    assert [m.get("content") for m in out] == [m.get("content") or "" for m in history()]
+
+
+def test_assistant_content_null_is_sent_as_empty_string() -> None:
+    msgs = [user("q"), {"role": "assistant", "tool_calls": [], "content": None}, user("again")]
+    out = prepare({"messages": msgs}, make_resolved(tools=True))["messages"]
+    assert out[1]["content"] == "" and msgs[1]["content"] is None  # never mutated
+    # other roles keep what they had
+    tool = {"role": "tool", "tool_call_id": "c1", "content": None}
+    assert prepare({"messages": [user(), tool]}, make_resolved())["messages"][1] == tool
+
+
+def test_a_lone_surrogate_is_refused_before_sending_naming_where() -> None:
+    msgs = [user("fine"), user("你好 \ud83d there")]
+    with pytest.raises(BadRequestError, match=r"messages\[1\]\.content .*U\+D83D.* position 3"):
+        prepare({"messages": msgs}, make_resolved())
+    parts = [{"type": "text", "text": "ok"}, {"type": "text", "text": "x\udfff"}]
+    with pytest.raises(BadRequestError, match=r"messages\[0\]\.content\[1\]\.text"):
+        prepare({"messages": [{"role": "user", "content": parts}]}, make_resolved())
+    assert find_lone_surrogate(["ok", "emoji 😀 is fine"], "input") is None
+    assert find_lone_surrogate(["ok", "bad \ud800"], "input") == ("input[1]", 4, "\ud800")
 
 
 def test_stream_options_include_usage() -> None:

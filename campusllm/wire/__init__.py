@@ -17,7 +17,13 @@ from .completion import error_in_body, parse_completion
 from .error_body import GatewayError, parse_gateway_error
 from .messages import Delta, ToolCall, ToolCallDelta, WireMessage
 from .reasoning import ThinkTagSplitter, split_reasoning
-from .request import has_image, prepare_chat_payload, thinking_enabled
+from .request import (
+    find_lone_surrogate,
+    has_image,
+    prepare_chat_payload,
+    refuse_lone_surrogates,
+    thinking_enabled,
+)
 from .responses import RerankResult
 from .stream import StreamAssembler
 
@@ -33,6 +39,8 @@ __all__ = [
     "prepare_chat_payload",
     "thinking_enabled",
     "has_image",
+    "find_lone_surrogate",
+    "refuse_lone_surrogates",
     "error_in_body",
     "GatewayError",
     "parse_gateway_error",

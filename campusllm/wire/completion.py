@@ -17,7 +17,7 @@ from .error_body import parse_gateway_error
 from .messages import ToolCall, WireMessage, json_text
 from .reasoning import split_reasoning
 
-__all__ = ["parse_completion", "error_in_body", "protocol_error", "first_choice"]
+__all__ = ["parse_completion", "error_in_body", "protocol_error", "first_choice", "as_chunk"]
 
 
 def error_in_body(body: Any) -> BadRequestError | None:
@@ -136,3 +136,39 @@ def parse_completion(body: dict[str, Any], spec: ReasoningSpec | None = None) ->
         model=body.get("model") if isinstance(body.get("model"), str) else None,
         id=body.get("id") if isinstance(body.get("id"), str) else None,
     )
+
+
+def as_chunk(message: WireMessage) -> dict[str, Any]:
+    """A whole answer as the one ``chat.completion.chunk`` of a stream.
+
+    For gateways that answer ``stream=true`` with a plain ``chat.completion``: the answer is
+    passed on as if streamed in one delta, reasoning already split from the content.
+
+    Example:
+        >>> body = {"choices": [{"message": {"content": "<think>hm</think>Hi"},
+        ...                      "finish_reason": "stop"}]}
+        >>> chunk = as_chunk(parse_completion(body))
+        >>> chunk["choices"][0]["delta"], chunk["choices"][0]["finish_reason"]
+        ({'role': 'assistant', 'content': 'Hi', 'reasoning_content': 'hm'}, 'stop')
+    """
+    delta: dict[str, Any] = {"role": "assistant", "content": message.content}
+    if message.reasoning:
+        delta["reasoning_content"] = message.reasoning
+    if message.tool_calls:
+        delta["tool_calls"] = [
+            {
+                "index": tc.index,
+                "id": tc.id,
+                "type": "function",
+                "function": {"name": tc.name, "arguments": tc.arguments},
+            }
+            for tc in message.tool_calls
+        ]
+    chunk: dict[str, Any] = {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": message.finish_reason}],
+    }
+    for key, value in (("id", message.id), ("model", message.model), ("usage", message.usage)):
+        if value is not None:
+            chunk[key] = value
+    return chunk

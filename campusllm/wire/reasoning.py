@@ -20,6 +20,10 @@ Think-tag rules (the same for whole messages and streams unless noted):
   everything before it reasoning. A stream cannot look ahead, so without the flag it starts in
   content and a bare ``</think>`` is only dropped (text before it stays content).
 * A message that carries a reasoning field disables ``opens_in_template`` (the gateway parsed).
+* The answer after a reasoning field loses its leading whitespace too, as it does after
+  ``</think>``: model servers that parse the tags away leave the ``"\\n\\n"`` that followed
+  them (llama.cpp ``--reasoning-format deepseek``). In a stream this holds however the
+  whitespace is cut into chunks.
 
 Example:
     >>> split_reasoning({"content": "<think>hm</think>\\n\\nHi"})
@@ -94,6 +98,10 @@ class ThinkTagSplitter:
     def held(self) -> str:
         """The tag prefix held back so far (emitted literally by :meth:`flush` if no tag)."""
         return self._held
+
+    def skip_whitespace(self) -> None:
+        """Drop whitespace at the start of the next text emitted (an answer after reasoning)."""
+        self._skip_ws = True
 
     def disable_template(self) -> bool:
         """Leave opens-in-template mode if nothing was emitted yet (the gateway parses)."""
@@ -245,4 +253,6 @@ def split_reasoning(
     text = text_of(message.get("content"))
     template = bool(spec is not None and spec.opens_in_template) and not field_r
     tag_r, content = _split_think_text(text, template, truncated)
+    if field_r:
+        content = content.lstrip()
     return field_r + tag_r, content

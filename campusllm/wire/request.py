@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..capabilities import require_tools, require_vision, thinking_request
@@ -19,7 +21,83 @@ from ..errors import BadRequestError
 from ..registry import ModelSpec, ResolvedModel
 from .reasoning import CLOSE_TAG, OPEN_TAG
 
-__all__ = ["prepare_chat_payload", "thinking_enabled", "has_image"]
+__all__ = [
+    "prepare_chat_payload",
+    "thinking_enabled",
+    "has_image",
+    "find_lone_surrogate",
+    "refuse_lone_surrogates",
+]
+
+# Any surrogate code point in a str is unpaired for UTF-8: it cannot be encoded at all.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{path}[{i}]")
+
+
+def find_lone_surrogate(value: Any, where: str = "") -> tuple[str, int, str] | None:
+    """Where the first lone surrogate in ``value``'s strings is: ``(path, position, char)``.
+
+    Dicts and lists are walked; ``path`` names the string as ``where`` plus keys and indices
+    (``messages[1].content``), ``position`` is the index in that string. None when there is
+    none (the common case costs one regex scan of the non-ASCII strings).
+
+    Example:
+        >>> find_lone_surrogate([{"role": "user", "content": "hi \\ud800"}], "messages")
+        ('messages[0].content', 3, '\\ud800')
+        >>> find_lone_surrogate({"content": "你好"}) is None
+        True
+    """
+    for path, text in _strings(value, where):
+        if text.isascii():
+            continue
+        m = _SURROGATE.search(text)
+        if m is not None:
+            return path, m.start(), m.group()
+    return None
+
+
+def refuse_lone_surrogates(
+    value: Any, where: str, *, provider: str | None = None, model: str | None = None
+) -> None:
+    """Raise :class:`BadRequestError` if ``value`` holds a lone surrogate, before anything is sent.
+
+    A lone surrogate (``"\\ud800"``) is a half of a UTF-16 pair: it is not Unicode text
+    and cannot be encoded as UTF-8, so no request holding it can be sent. It comes from text
+    decoded with ``errors="surrogateescape"``, from JSON with a cut ``\\ud83d`` escape, or
+    from an emoji split in half. campusllm refuses it rather than changing the user's text;
+    clean it first: ``text.encode("utf-8", "replace").decode("utf-8")`` turns each into
+    ``"?"``, ``text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")`` into
+    U+FFFD.
+
+    Example:
+        >>> refuse_lone_surrogates(["ok", "bad \\ud800"], "input")
+        Traceback (most recent call last):
+        ...
+        campusllm.errors.BadRequestError: input[1] contains a lone surrogate (U+D800) at position...
+    """
+    found = find_lone_surrogate(value, where)
+    if found is None:
+        return
+    path, pos, char = found
+    raise BadRequestError(
+        f"{path} contains a lone surrogate (U+{ord(char):04X}) at position {pos}: half of a "
+        "UTF-16 pair, which is not text and cannot be sent as UTF-8. Nothing was sent.",
+        hint="Clean the text first, e.g. text.encode('utf-16', 'surrogatepass')"
+        ".decode('utf-16', 'replace') replaces it with U+FFFD; it usually comes from a file "
+        "or JSON decoded with errors='surrogateescape' or an emoji cut in half.",
+        provider=provider,
+        model=model,
+    )
 
 
 def thinking_enabled(resolved: ResolvedModel, thinking: bool | None) -> bool:
@@ -108,6 +186,21 @@ def _passback(messages: list[Any], policy: str, thinking_on: bool) -> list[Any]:
     return out if changed else messages
 
 
+def _fill_assistant_content(messages: list[Any]) -> list[Any]:
+    """Assistant messages with ``content: null`` (tool-call turns) get ``""``.
+
+    OpenAI accepts both, but llama-cpp-python's server and LiteLLM's template path answer
+    a 500 for null; an empty string means the same everywhere.
+    """
+    out: list[Any] | None = None
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "assistant" and m.get("content") is None:
+            if out is None:
+                out = list(messages)
+            out[i] = {**m, "content": ""}
+    return messages if out is None else out
+
+
 def prepare_chat_payload(
     payload: dict[str, Any], resolved: ResolvedModel, *, thinking: bool | None = None
 ) -> dict[str, Any]:
@@ -115,12 +208,14 @@ def prepare_chat_payload(
 
     In order: wire model id, ``request_defaults`` (user keys win), DeepSeek's user-message
     rule, tool / image capability checks, the thinking switch (``chat_template_kwargs`` merged
-    into any the caller set, or a model-id switch), reasoning pass-back on assistant messages
-    and ``stream_options.include_usage`` for streams. ``payload`` is never mutated.
+    into any the caller set, or a model-id switch), reasoning pass-back on assistant messages,
+    ``""`` for an assistant message's ``content: null`` and ``stream_options.include_usage``
+    for streams. ``payload`` is never mutated.
 
     Raises :class:`CapabilityError` when the model cannot do what is asked (tools, images,
     thinking on/off) and :class:`BadRequestError` for a request the gateway would silently
-    answer with nothing.
+    answer with nothing, or that cannot be sent at all (a lone surrogate in the text, see
+    :func:`refuse_lone_surrogates`).
 
     Example:
         >>> import campusllm
@@ -170,9 +265,10 @@ def prepare_chat_payload(
 
     thinking_on = _thinking_for_wire(resolved, want, out.get("model"))
     if messages:
-        new_messages = _passback(messages, spec.passback, thinking_on)
+        new_messages = _fill_assistant_content(_passback(messages, spec.passback, thinking_on))
         if new_messages is not messages:
             out["messages"] = new_messages
+    refuse_lone_surrogates(out, "", provider=resolved.provider.name, model=model.id)
 
     if out.get("stream") and resolved.provider.stream_usage and "stream_options" not in out:
         out["stream_options"] = {"include_usage": True}

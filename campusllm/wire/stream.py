@@ -99,6 +99,8 @@ class StreamAssembler:
         rf = d.get("reasoning_content") or d.get("reasoning")
         if rf and isinstance(rf, str):
             self._splitter.disable_template()
+            if not self._content:  # the answer after reasoning starts without blank lines
+                self._splitter.skip_whitespace()
             reasoning = rf
             self._field_reasoning.append(rf)
         text = d.get("content")
@@ -201,19 +203,21 @@ class StreamAssembler:
             self._content.append(c)
         return Delta(content=c, reasoning=r)
 
+    @property
+    def has_output(self) -> bool:
+        """Whether any content, reasoning or tool call arrived (a held tag prefix included)."""
+        return bool(self._content or self._reasoning or self.tool_calls or self._splitter.held)
+
     def message(self) -> WireMessage:
-        """Everything assembled so far (a snapshot; later chunks do not change it)."""
-        content = "".join(self._content)
-        reasoning = "".join(self._reasoning)
-        held = self._splitter.held
-        if held and not self._finished:
-            if self._splitter.in_reasoning:
-                reasoning += held
-            else:
-                content += held
+        """Everything assembled so far (a snapshot; later chunks do not change it).
+
+        Before :meth:`finish`, a tag prefix held back at the end (``"</thi"``) is left out:
+        it is either the start of a tag, never part of the text, or a ``"<"`` the next chunk
+        would have confirmed. A stream cut there ends in clean partial output.
+        """
         return WireMessage(
-            content=content,
-            reasoning=reasoning,
+            content="".join(self._content),
+            reasoning="".join(self._reasoning),
             tool_calls=[replace(c) for c in sorted(self.tool_calls, key=lambda c: c.index)],
             finish_reason=self.finish_reason,
             usage=self.usage,

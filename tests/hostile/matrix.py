@@ -159,11 +159,6 @@ EXPECT: dict[str, dict[str, tuple[Check, ...]]] = {
     },
 }
 
-_NO_END_CHECK = (
-    "a stream that ends without [DONE] or finish_reason is returned as a complete answer: "
-    "nothing (core chat.ChatCaller.stream, ChatCampusLLM._stream/_astream, CampusLLM._stream_chat) "
-    "checks how the stream ended"
-)
 _EVENT_ERRORS = {
     "lc": "the SDK raises openai.APIError for the error event; error_from_exception maps it to "
     "ProtocolError and ChatCampusLLM._stream_error wraps that in StreamInterruptedError (the "
@@ -257,37 +252,19 @@ def _bad_key(crlf: bool = False) -> dict[str, str]:
 # the cells it repairs (strict marks: a repaired cell fails until its name is gone).
 XFAIL: dict[str, dict[str, str]] = {
     "captive_portal": {
-        _STREAMS: "the HTML body is parsed as SSE, has no data: lines, and an empty answer is "
-        "returned as success (no Content-Type check on stream responses)",
-        f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "ProtocolError only quotes the page "
-        "('answered non-JSON: <!DOCTYPE html>...', LlamaIndex: 'no choices: {\"value\": ...}'); "
-        "it should say an HTML (login) page came back and what to do",
-    },
-    "json_for_stream": {
-        _STREAMS: "a JSON chat.completion answering stream=true is parsed as SSE and yields an "
-        "empty answer; it should be parsed and returned whole (e.g. in the transport or "
-        "ChatCaller.stream by Content-Type)",
-    },
-    "empty_stream": {
-        _STREAMS: "a stream with no chunk at all ([DONE] only) is returned as an empty answer",
-    },
-    "cut_content_eof": {_STREAMS: _NO_END_CHECK},
-    "cut_reasoning": {_STREAMS: _NO_END_CHECK},
-    "cut_tool_call": {
-        _STREAMS: _NO_END_CHECK + "; LangChain even completes the cut arguments to "
-        '{"city": "Sh"} (a tool call that was never sent)',
-    },
-    "cut_think_tag": {
-        _STREAMS: _NO_END_CHECK + "; and StreamAssembler.message() appends the held-back tag "
-        "prefix, so the reasoning ends in 'plan A</thi'",
+        f"{_EMBED} {_RERANK}": "CampusClient._decode only quotes the page ('answered non-JSON: "
+        "<!DOCTYPE html>...'); campusllm.answers.answer_json would say an HTML (login) page came "
+        "back and what to do",
     },
     "error_200_429": {
-        f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "wire._error_in_body makes every HTTP-200 "
-        "error body a BadRequestError whatever its code",
+        f"{_EMBED} {_RERANK}": "CampusClient._decode uses wire.error_in_body, which makes every "
+        "HTTP-200 error body a BadRequestError whatever its code (campusllm.answers.answer_error "
+        "types it by its code)",
     },
     "error_200_500": {
-        f"{_CHAT_NONSTREAM} {_EMBED} {_RERANK}": "wire._error_in_body makes every HTTP-200 "
-        "error body a BadRequestError whatever its code",
+        f"{_EMBED} {_RERANK}": "CampusClient._decode uses wire.error_in_body, which makes every "
+        "HTTP-200 error body a BadRequestError whatever its code (campusllm.answers.answer_error "
+        "types it by its code)",
     },
     "keepalive_forever": {"*": _DEADLINE},
     "trickle_body": {"*": _DEADLINE},
@@ -330,10 +307,9 @@ XFAIL: dict[str, dict[str, str]] = {
         "error: the vectors already received are lost, and which inputs failed is not said",
     },
     "lone_surrogate": {
-        f"{_LC_CHAT} core.invoke core.stream": "the raw UnicodeEncodeError from encoding the "
-        "JSON body escapes untyped",
-        f"{_LI_CHAT} {_EMBED} {_RERANK}": "the UnicodeEncodeError becomes ProtocolError 'sent "
-        "data that is not valid JSON/SSE', blaming the gateway for the user's text",
+        f"{_EMBED} {_RERANK}": "CampusClient does not check its inputs: the UnicodeEncodeError "
+        "becomes ProtocolError 'sent data that is not valid JSON/SSE', blaming the gateway for "
+        "the user's text (campusllm.wire.refuse_lone_surrogates would refuse it before sending)",
     },
     "key_zero_width": _bad_key(),
     "key_fullwidth_digit": _bad_key(),

@@ -32,11 +32,6 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LangChain sends the assistant tool-call turn with content: null, which "
-    "llama-cpp-python's server rejects with a 500 (a validation error of our request)",
-)
 def test_langchain_tool_loop(tools_url: str) -> None:
     from langchain_core.messages import HumanMessage, ToolMessage
     from langchain_core.tools import tool

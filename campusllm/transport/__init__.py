@@ -1,7 +1,8 @@
 """Transports: the one place where requests cross the wire (auth, rate limit, retries, errors).
 
 Like httpx's own ``_transports``, one job per module: :mod:`.transports` (the retrying
-transports), :mod:`.retry` (when to resend), :mod:`.deadline` (timeouts: per phase and one
+transports), :mod:`.outgoing` (a request's tokens, its key, where a redirect may lead),
+:mod:`.retry` (when to resend), :mod:`.deadline` (timeouts: per phase and one
 total per attempt) with its :mod:`.watchdog`, :mod:`.pools` (connection pools per event loop
 and process), :mod:`.clients` (building HTTP clients on them), :mod:`.errors` (typed errors
 for statuses and exceptions) with :mod:`.hints` (what to do about them), :mod:`.logs` (no

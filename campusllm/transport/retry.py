@@ -24,7 +24,10 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "RetryPolicy",
@@ -34,6 +37,8 @@ __all__ = [
     "RETRY_NOTE",
     "retry_after_seconds",
     "rejects_the_request",
+    "read_error_body",
+    "aread_error_body",
 ]
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504, 520, 522, 524})
@@ -196,3 +201,23 @@ def _has_detail(text: str) -> bool:
         return "validation" in text.lower()
     detail = data.get("detail") if isinstance(data, dict) else None
     return isinstance(detail, list) and bool(detail)
+
+
+def read_error_body(response: httpx.Response) -> bytes | None:
+    """A 5xx body, read to tell an outage from a rejected request (small; within the deadline)."""
+    if response.status_code < 500 or response.status_code not in RETRY_STATUS:
+        return None
+    try:
+        return response.read()
+    except Exception:  # noqa: BLE001 - a broken error body is still an error response
+        return None
+
+
+async def aread_error_body(response: httpx.Response) -> bytes | None:
+    """Async :func:`read_error_body`."""
+    if response.status_code < 500 or response.status_code not in RETRY_STATUS:
+        return None
+    try:
+        return await response.aread()
+    except Exception:  # noqa: BLE001 - a broken error body is still an error response
+        return None

@@ -29,23 +29,29 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import CampusLLMError, ProtocolError, register_secret
+from ..errors import ProtocolError, register_secret
 from ..limiter import Grant, RateLimiter, request_charge, usage_tokens
 from ..registry import ProviderSpec, ResolvedModel
-from ..tokens import estimate_tokens
 from .deadline import Deadline, Timeouts, aguard_body, deadline_exceeded, guard_body, limit_phases
 from .errors import redirect_error
-from .hints import is_loopback
 from .library import core_http_library, error_names, ssl_context
+from .outgoing import (
+    RedirectRefused,
+    follow_redirect,
+    input_tokens,
+    library_of,
+    remove_key,
+    request_json,
+    request_tokens,
+    set_key,
+)
 from .pools import LoopPools, on_fork
 from .retry import (
     MAX_RETRY_AFTER_S,
@@ -53,6 +59,8 @@ from .retry import (
     RETRY_STATUS,
     RetryNote,
     RetryPolicy,
+    aread_error_body,
+    read_error_body,
     rejects_the_request,
     retry_after_seconds,
 )
@@ -92,60 +100,6 @@ _RETRYABLE = frozenset(
     }
 )
 _CONNECT = frozenset({"ConnectError", "ConnectTimeout"})
-_FOLLOW = frozenset({301, 302, 307, 308})  # method and body resent as they are
-_MAX_REDIRECTS = 5
-_REDACTED = "***"  # the Authorization value left on a request once it was sent
-
-_clear_text_warned: set[str] = set()
-_clear_text_lock = threading.Lock()
-
-
-def _body_json(request: httpx.Request) -> Any:
-    try:
-        return json.loads(request.content) if request.content else None
-    except (ValueError, UnicodeDecodeError, RuntimeError):  # RuntimeError: body not read
-        return None
-
-
-def _input_tokens(body: Any) -> int:
-    if not isinstance(body, dict):
-        return 0
-    texts: list[str] = []
-
-    def add(x: object) -> None:
-        if isinstance(x, str):
-            texts.append(x)
-        elif isinstance(x, list):
-            for part in x:
-                if isinstance(part, str):
-                    texts.append(part)
-                elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-
-    for m in body.get("messages") or []:
-        if isinstance(m, dict):
-            add(m.get("content"))
-            add(m.get("reasoning_content"))
-    for field in ("prompt", "input", "query", "documents", "texts"):
-        add(body.get(field))
-    return sum(estimate_tokens(t) for t in texts if t)
-
-
-def request_tokens(request: httpx.Request) -> int:
-    """Input tokens a request will be charged, estimated like the gateways' TPM counters.
-
-    Example:
-        >>> import httpx
-        >>> request_tokens(httpx.Request("POST", "http://x", json={"input": ["上海交大"]}))
-        4
-    """
-    return _input_tokens(_body_json(request))
-
-
-def _origin(url: Any) -> tuple[str, str, int | None]:
-    scheme = str(url.scheme).lower()
-    port = url.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, str(url.host).lower(), port
 
 
 class _Base:
@@ -181,83 +135,31 @@ class _Base:
         """What the limiter admits the request with: its input plus the output it may make."""
         if self.limiter is None:
             return 0
-        body = _body_json(request)
+        body = request_json(request)
         spec = self.resolved.model if self.resolved is not None else None
-        return request_charge(_input_tokens(body), body if isinstance(body, dict) else None, spec)
+        return request_charge(input_tokens(body), body if isinstance(body, dict) else None, spec)
 
     def _model_name(self) -> str | None:
         return self.resolved.model.id if self.resolved is not None else None
 
     def _authorize(self, request: httpx.Request) -> None:
-        key = self._api_key.get_secret_value()
-        request.headers["Authorization"] = key if self.provider.auth == "raw" else f"Bearer {key}"
-        if request.url.scheme == "http" and key:
-            self._warn_clear_text(request)
-
-    def _warn_clear_text(self, request: httpx.Request) -> None:
-        host = str(request.url.host)
-        if is_loopback(host):
-            return
-        origin = f"http://{request.url.netloc.decode('ascii', 'replace')}"
-        with _clear_text_lock:
-            if origin in _clear_text_warned:
-                return
-            _clear_text_warned.add(origin)
-        log.warning(
-            "campusllm: the API key for %s is sent unencrypted over plain http:// to %s; anyone "
-            "on the network path can read it. Use an https:// base URL if the gateway offers one.",
-            self.provider.name,
-            origin,
-        )
-
-    @staticmethod
-    def _unauthorize(request: httpx.Request) -> None:
-        # The request object lives on in responses, exceptions and their tracebacks.
-        if "Authorization" in request.headers:
-            request.headers["Authorization"] = _REDACTED
-
-    # -- redirects -----------------------------------------------------------------------
+        set_key(request, self._api_key, raw=self.provider.auth == "raw", who=self.provider.name)
 
     def _redirect(
         self, response: httpx.Response, request: httpx.Request, hops: int
     ) -> httpx.Request | None:
         """The request to send next for a same-origin redirect; raise for one not followed."""
-        status = response.status_code
-        if not 300 <= status < 400 or status == 304:
-            return None
-        location = response.headers.get("location")
-        target = request.url.join(location) if location else None
-        why = None
-        if target is None:
-            why = "the answer names no Location"
-        elif status not in _FOLLOW:
-            why = f"HTTP {status} would turn the request into another one"
-        elif _origin(target) != _origin(request.url):
-            why = "it leaves the gateway's origin, and the API key must not go there"
-        elif hops >= _MAX_REDIRECTS:
-            why = f"it is redirect number {hops + 1} in a row"
-        if why is not None:
-            raise self._redirect_refused(status, str(request.url), target, why)
-        log.debug("campusllm: %s redirected (%s) to %s", request.url, status, target)
-        lib = _lib_of(request)
-        return lib.Request(  # type: ignore[no-any-return]
-            request.method,
-            target,
-            headers=request.headers,
-            content=request.content,
-            extensions=dict(request.extensions),
-        )
-
-    def _redirect_refused(self, status: int, source: str, target: Any, why: str) -> CampusLLMError:
-        where = str(target) if target is not None else None
-        if self.resolved is not None:
-            return redirect_error(self.resolved, status, source, where, why)
-        return ProtocolError(
-            f"{source} answered with a redirect (HTTP {status}) to {where}, which campusllm "
-            f"does not follow: {why}.",
-            status_code=status,
-            provider=self.provider.name,
-        )
+        try:
+            return follow_redirect(response, request, hops)
+        except RedirectRefused as r:
+            if self.resolved is not None:
+                raise redirect_error(self.resolved, r.status, r.source, r.target, r.why) from None
+            raise ProtocolError(
+                f"{r.source} answered with a redirect (HTTP {r.status}) to {r.target}, which "
+                f"campusllm does not follow: {r.why}.",
+                status_code=r.status,
+                provider=self.provider.name,
+            ) from None
 
     # -- after the response --------------------------------------------------------------
 
@@ -340,7 +242,7 @@ class _Base:
         if "TimeoutException" in error_names(exc) and deadline.passed():
             names = error_names(exc)
             if "ConnectTimeout" not in names and "PoolTimeout" not in names:
-                return deadline_exceeded(_lib_of(request), request, deadline, None)
+                return deadline_exceeded(library_of(request), request, deadline, None)
         return None
 
     def _hand_over(self, response: httpx.Response, grant: Grant | None) -> httpx.Response:
@@ -356,12 +258,6 @@ def _settler(limiter: RateLimiter, grant: Grant) -> Callable[[Any], None]:
         limiter.settle(grant, tokens)
 
     return settle
-
-
-def _lib_of(obj: object) -> Any:
-    import sys
-
-    return sys.modules[type(obj).__module__.split(".", 1)[0]]
 
 
 class CampusTransport(_Base):
@@ -426,7 +322,7 @@ class CampusTransport(_Base):
             try:
                 response = self.inner.handle_request(request)
             except Exception as exc:
-                self._unauthorize(request)
+                remove_key(request)
                 timed_out = self._deadline_error(exc, request, deadline)
                 if timed_out is not None:
                     raise timed_out from exc
@@ -434,7 +330,7 @@ class CampusTransport(_Base):
                 if wait is None:
                     raise
             else:
-                self._unauthorize(request)
+                remove_key(request)
                 guard_body(response, request, deadline)
                 try:
                     follow = self._redirect(response, request, hops)
@@ -447,7 +343,7 @@ class CampusTransport(_Base):
                         self.limiter.refund(grant)
                     request, hops = follow, hops + 1
                     continue
-                body = _read_error_body(response)
+                body = read_error_body(response)
                 wait = self._verdict(response, attempt, grant, body, timeouts_408)
                 timeouts_408 += response.status_code == 408
                 if wait is None:
@@ -469,25 +365,6 @@ class CampusTransport(_Base):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _read_error_body(response: httpx.Response) -> bytes | None:
-    """A 5xx body, read to tell an outage from a rejected request (small; within the deadline)."""
-    if response.status_code < 500 or response.status_code not in RETRY_STATUS:
-        return None
-    try:
-        return response.read()
-    except Exception:  # noqa: BLE001 - a broken error body is still an error response
-        return None
-
-
-async def _aread_error_body(response: httpx.Response) -> bytes | None:
-    if response.status_code < 500 or response.status_code not in RETRY_STATUS:
-        return None
-    try:
-        return await response.aread()
-    except Exception:  # noqa: BLE001 - a broken error body is still an error response
-        return None
 
 
 class AsyncCampusTransport(_Base):
@@ -561,10 +438,10 @@ class AsyncCampusTransport(_Base):
                 with anyio.fail_after(deadline.remaining() + 0.05):
                     response = await inner.handle_async_request(request)
             except TimeoutError as exc:  # anyio's: the deadline passed
-                self._unauthorize(request)
-                raise deadline_exceeded(_lib_of(request), request, deadline, None) from exc
+                remove_key(request)
+                raise deadline_exceeded(library_of(request), request, deadline, None) from exc
             except Exception as exc:
-                self._unauthorize(request)
+                remove_key(request)
                 timed_out = self._deadline_error(exc, request, deadline)
                 if timed_out is not None:
                     raise timed_out from exc
@@ -572,7 +449,7 @@ class AsyncCampusTransport(_Base):
                 if wait is None:
                     raise
             else:
-                self._unauthorize(request)
+                remove_key(request)
                 aguard_body(response, request, deadline)
                 try:
                     follow = self._redirect(response, request, hops)
@@ -585,7 +462,7 @@ class AsyncCampusTransport(_Base):
                         self.limiter.refund(grant)
                     request, hops = follow, hops + 1
                     continue
-                body = await _aread_error_body(response)
+                body = await aread_error_body(response)
                 wait = self._verdict(response, attempt, grant, body, timeouts_408)
                 timeouts_408 += response.status_code == 408
                 if wait is None:

@@ -85,7 +85,8 @@ class Watchdog:
         with self._cond:
             heapq.heappush(self._heap, (when, next(self._seq), job))
             self._ensure_thread()
-            self._cond.notify()
+            if self._heap[0][2] is job:  # only a new earliest deadline changes the wait
+                self._cond.notify()
         return job
 
     def _ensure_thread(self) -> None:

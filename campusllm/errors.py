@@ -34,6 +34,7 @@ __all__ = [
     "StreamInterruptedError",
     "redact",
     "scrub",
+    "exception_chain",
 ]
 
 _KEY_PATTERNS = [
@@ -107,8 +108,20 @@ def _scrub_message(obj: Any) -> None:
             state.pop("_text", None)
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
-    """``exc`` and every exception under it, through both ``__cause__`` and ``__context__``."""
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and every exception under it, through both ``__cause__`` and ``__context__``
+    (each once; a ``__cause__`` is followed before a ``__context__``).
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise KeyError("inner")
+        ...     except KeyError:
+        ...         raise ValueError("outer")
+        ... except ValueError as e:
+        ...     [type(x).__name__ for x in exception_chain(e)]
+        ['ValueError', 'KeyError']
+    """
     found: list[BaseException] = []
     seen: set[int] = set()
     todo = [exc]
@@ -143,7 +156,7 @@ def scrub(exc: BaseException | None) -> None:
         ...     print(e.__cause__)
         Incorrect API key provided: ***
     """
-    for cur in _chain(exc):
+    for cur in exception_chain(exc):
         if isinstance(cur, CampusLLMError):
             continue  # redacted when it was made
         try:

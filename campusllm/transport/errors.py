@@ -32,6 +32,7 @@ from ..errors import (
     ServerError,
     TimeoutError,
     UnreachableError,
+    exception_chain,
     redact,
     scrub,
 )
@@ -407,14 +408,8 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
 
 
 def _http_error_in(exc: BaseException) -> BaseException:
-    """The first HTTP-library error in ``exc``'s chain (``exc`` itself when there is none)."""
+    """The first HTTP-library error in ``exc``'s chain, through ``__cause__`` and
+    ``__context__`` alike (``exc`` itself when there is none)."""
     if isinstance(exc, (ValueError, UnicodeDecodeError)):
         return exc  # undecodable data, whatever was being handled when it was found
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if error_names(cur):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return exc
+    return next((e for e in exception_chain(exc) if error_names(e)), exc)

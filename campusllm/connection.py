@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import os
 import weakref
 from collections.abc import Mapping
@@ -30,7 +32,7 @@ from .auth import get_api_key
 from .errors import ConfigError
 from .limiter import RateLimiter, limiter_for
 from .registry import RateLimits, ResolvedModel, resolve
-from .transport import PoolLimits, RetryPolicy, build_http_clients
+from .transport import PoolLimits, RetryPolicy, Timeouts, build_http_clients
 from .transport.library import core_http_library
 
 if TYPE_CHECKING:
@@ -38,10 +40,27 @@ if TYPE_CHECKING:
 
     from .openai_sdk import OpenAIClients
 
-__all__ = ["connect", "Connection", "DEFAULT_TIMEOUT", "CLIENT_LIMITS_ENV"]
+__all__ = [
+    "connect",
+    "Connection",
+    "Timeouts",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_CHAT_TIMEOUT",
+    "CLIENT_LIMITS_ENV",
+]
 
 DEFAULT_TIMEOUT = 60.0
-"""Seconds for one request when nothing else is said (chat models default to 120)."""
+"""Total seconds for one attempt when nothing else is said: embeddings, rerank, ``/models``
+(a batch of 32 texts takes a few seconds; a minute leaves room for a busy gateway)."""
+
+DEFAULT_CHAT_TIMEOUT = 600.0
+"""Total seconds for one attempt of a chat request when nothing else is said.
+
+The timeout bounds the *whole* answer, streamed or not, so it has to fit the longest answers
+users wait for: a reasoning model (DeepSeek-R1, QwQ, GLM thinking) on a busy campus gateway
+can think for several minutes before its answer, and a non-streamed request sees no byte
+before the end. Ten minutes is the openai SDK's own default and the usual upstream timeout
+of LiteLLM proxies such as SJTU's, beyond which the gateway answers 408 anyway."""
 
 CLIENT_LIMITS_ENV = "CAMPUSLLM_CLIENT_LIMITS"
 """Set to ``off`` to drop the catalog's client-side rate limits (tests, the simulator)."""
@@ -75,12 +94,17 @@ class Connection:
         timeout: float | httpx.Timeout,
         pool: PoolLimits,
         headers: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.resolved = resolved
         self.api_key = api_key
         self.limits = limits
         self.retry = retry
         self.timeout = timeout
+        """What the openai SDK is given: the total in seconds, or the HTTP library's
+        per-phase ``Timeout`` the user passed."""
+        self.timeouts = timeouts or Timeouts.of(timeout, total=DEFAULT_TIMEOUT)
+        """Every limit of one attempt, the total deadline included (the transport's)."""
         self.pool = pool
         self.headers = dict(headers or {})
         self.limiter: RateLimiter | None = None
@@ -103,7 +127,7 @@ class Connection:
             pair = build_http_clients(
                 self.resolved,
                 self.api_key,
-                timeout=self.timeout,
+                timeout=self.timeouts,
                 retry=self.retry,
                 limiter=self.limiter,
                 lib=lib,
@@ -209,7 +233,8 @@ def connect(
     rate_limits: RateLimits | Mapping[str, Any] | None = None,
     max_retries: int | None = None,
     retry: RetryPolicy | None = None,
-    timeout: float | httpx.Timeout | None = None,
+    timeout: float | Timeouts | httpx.Timeout | None = None,
+    read_timeout: float | None = None,
     pool: PoolLimits | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Connection:
@@ -218,9 +243,16 @@ def connect(
     ``model`` is ``"provider:model"`` (or a model name with ``provider=``), or an already
     resolved model. ``rate_limits`` replaces the provider's published quota for this key
     (``CAMPUSLLM_CLIENT_LIMITS=off`` drops the quota when none is given); ``max_retries``
-    (or a whole ``retry`` policy) and ``timeout`` (seconds, default 60) apply to every
-    request; ``pool`` sizes the connection pools (see :class:`~campusllm.transport.PoolLimits`);
-    ``headers`` are sent with every request.
+    (or a whole ``retry`` policy) apply to every request; ``pool`` sizes the connection pools
+    (see :class:`~campusllm.transport.PoolLimits`); ``headers`` are sent with every request.
+
+    ``timeout`` is the **total** seconds one attempt may take — connecting, the headers and
+    the whole answer or stream (default :data:`DEFAULT_TIMEOUT`; chat models default to
+    :data:`DEFAULT_CHAT_TIMEOUT`). ``read_timeout`` is the longest silence allowed between
+    two reads (default: only the total bounds it); set it below ``timeout`` to notice a stalled
+    stream early. A :class:`~campusllm.transport.Timeouts` sets every limit at once; an httpx
+    ``Timeout`` sets the per-phase limits and keeps the default total. Retries are attempts of
+    their own, each with a fresh total.
 
     Raises :class:`~campusllm.errors.ConfigError` for an argument of the wrong type or value,
     :class:`~campusllm.errors.ModelNotFoundError` for an unknown provider and
@@ -231,6 +263,8 @@ def connect(
         ...                base_url="http://127.0.0.1:9/v1", max_retries=2, timeout=30)
         >>> conn.resolved.model.id, conn.retry.max_retries, conn.timeout
         ('glm-5.1', 2, 30.0)
+        >>> connect("sjtu:glm", api_key="sk-example", timeout=600, read_timeout=60).timeouts
+        Timeouts(total=600.0, read=60.0, connect=10.0, write=None, pool=None)
         >>> connect("sjtu:glm", api_key=42)
         Traceback (most recent call last):
         ...
@@ -244,14 +278,16 @@ def connect(
             provider=resolved.provider.name,
         )
     key = get_api_key(resolved.provider, api_key)
+    sdk_timeout, timeouts = _timeouts(timeout, read_timeout)
     return Connection(
         resolved,
         key,
         limits=_limits(rate_limits, resolved),
         retry=_retry(max_retries, retry),
-        timeout=_timeout(timeout),
+        timeout=sdk_timeout,
         pool=_pool(pool),
         headers=_headers(headers),
+        timeouts=timeouts,
     )
 
 
@@ -307,16 +343,40 @@ def _retry(max_retries: int | None, retry: RetryPolicy | None) -> RetryPolicy:
     return RetryPolicy(max_retries=max_retries)
 
 
-def _timeout(value: float | httpx.Timeout | None) -> float | httpx.Timeout:
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be seconds, not {value!r}.")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be more than 0 seconds, not {value!r}.")
+    return float(value)
+
+
+def _timeouts(
+    value: float | Timeouts | httpx.Timeout | None, read_timeout: float | None
+) -> tuple[float | httpx.Timeout, Timeouts]:
+    """(what the openai SDK is given, every limit of one attempt)."""
+    read = None if read_timeout is None else _seconds("read_timeout", read_timeout)
+    sdk: float | httpx.Timeout
     if value is None:
-        return DEFAULT_TIMEOUT
-    if isinstance(value, bool):
-        raise ConfigError(f"timeout must be seconds, not {value!r}.")
-    if isinstance(value, (int, float)):
-        if not value > 0:
-            raise ConfigError(f"timeout must be more than 0 seconds, not {value!r}.")
-        return float(value)
-    return value  # an httpx Timeout with per-phase limits
+        value = DEFAULT_TIMEOUT
+    if isinstance(value, Timeouts):
+        timeouts, sdk = value, value.total
+    elif isinstance(value, (int, float)) or isinstance(value, bool):
+        sdk = _seconds("timeout", value)
+        timeouts = Timeouts.of(sdk, total=sdk)
+    elif all(hasattr(value, p) for p in ("connect", "read", "write", "pool")):
+        try:
+            timeouts = Timeouts.of(value, total=DEFAULT_TIMEOUT)
+        except ValueError as e:
+            raise ConfigError(f"timeout is not valid: {e}.") from None
+        sdk = value  # an httpx Timeout with per-phase limits
+    else:
+        raise ConfigError(
+            f"timeout must be seconds, Timeouts or an httpx.Timeout, not {type(value).__name__}."
+        )
+    if read is not None:
+        timeouts = dataclasses.replace(timeouts, read=read)
+    return sdk, timeouts
 
 
 def _pool(value: PoolLimits | None) -> PoolLimits:

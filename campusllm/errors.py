@@ -34,6 +34,7 @@ __all__ = [
     "StreamInterruptedError",
     "redact",
     "scrub",
+    "exception_chain",
 ]
 
 _KEY_PATTERNS = [
@@ -73,26 +74,111 @@ def redact(text: Any, limit: int | None = 500) -> str:
     return s
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with keys redacted in every string it holds (dicts and lists walked)."""
+    if isinstance(value, str):
+        return redact(value, limit=None)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redacted(v) for v in value)
+    return value
+
+
+def _scrub_message(obj: Any) -> None:
+    """Redact an HTTP request's or response's headers, and a read response's body, in place."""
+    headers = getattr(obj, "headers", None)
+    try:
+        for name, value in list(headers.items()):  # type: ignore[union-attr]
+            if name.lower() in ("authorization", "proxy-authorization"):
+                clean = "***"
+            else:
+                clean = redact(value, limit=None)
+            if clean != value:
+                headers[name] = clean  # type: ignore[index]
+    except (AttributeError, TypeError, ValueError):
+        pass
+    state = getattr(obj, "__dict__", {})
+    content = state.get("_content")  # only a body that was read: never read one here
+    if isinstance(content, bytes) and content:
+        text = content.decode("utf-8", "replace")
+        clean = redact(text, limit=None)
+        if clean != text:
+            state["_content"] = clean.encode("utf-8")
+            state.pop("_text", None)
+
+
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and every exception under it, through both ``__cause__`` and ``__context__``
+    (each once; a ``__cause__`` is followed before a ``__context__``).
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise KeyError("inner")
+        ...     except KeyError:
+        ...         raise ValueError("outer")
+        ... except ValueError as e:
+        ...     [type(x).__name__ for x in exception_chain(e)]
+        ['ValueError', 'KeyError']
+    """
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        found.append(cur)
+        todo += [cur.__context__, cur.__cause__]
+    return found
+
+
 def scrub(exc: BaseException | None) -> None:
     """Redact secrets from ``exc`` and every exception chained under it, in place.
 
     Our errors are raised ``from`` the SDK's; a traceback prints the whole chain, and a
-    gateway that echoes the rejected key would otherwise leak it there.
+    gateway that echoes the rejected key would otherwise leak it there. Besides messages
+    (``args``, ``message``, notes), the HTTP library's and the openai SDK's exceptions keep
+    the parsed error ``body``, the ``response`` (headers and body) and the ``request``
+    (headers): all are redacted, both ``__cause__`` and ``__context__`` followed.
+
+    Example:
+        >>> register_secret("sk-test-echoed-0123")
+        >>> try:
+        ...     try:
+        ...         raise ValueError("Incorrect API key provided: sk-test-echoed-0123")
+        ...     except ValueError as inner:
+        ...         raise RuntimeError("failed") from inner
+        ... except RuntimeError as e:
+        ...     scrub(e)
+        ...     print(e.__cause__)
+        Incorrect API key provided: ***
     """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if not isinstance(exc, CampusLLMError):
+    for cur in exception_chain(exc):
+        if isinstance(cur, CampusLLMError):
+            continue  # redacted when it was made
+        try:
+            cur.args = tuple(_redacted(a) for a in cur.args)
+            for attr in ("message", "body"):
+                value = getattr(cur, attr, None)
+                if value is not None:
+                    setattr(cur, attr, _redacted(value))
+            notes = getattr(cur, "__notes__", None)
+            if isinstance(notes, list):
+                cur.__notes__ = [_redacted(n) for n in notes]  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):
+            pass
+        for attr in ("response", "request"):
             try:
-                exc.args = tuple(
-                    redact(a, limit=None) if isinstance(a, str) else a for a in exc.args
-                )
-                msg = getattr(exc, "message", None)
-                if isinstance(msg, str):
-                    exc.message = redact(msg, limit=None)  # type: ignore[attr-defined]
-            except (AttributeError, TypeError):
-                pass
-        exc = exc.__cause__ or exc.__context__
+                obj = cur.__dict__.get(attr) or cur.__dict__.get(f"_{attr}")
+            except AttributeError:
+                obj = None
+            if obj is not None:
+                _scrub_message(obj)
+                if attr == "response":
+                    _scrub_message(getattr(obj, "__dict__", {}).get("_request"))
 
 
 class CampusLLMError(Exception):

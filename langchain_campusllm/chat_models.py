@@ -23,7 +23,7 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from campusllm.capabilities import require_tools, structured_output_method
-from campusllm.connection import Connection, connect
+from campusllm.connection import DEFAULT_CHAT_TIMEOUT, Connection, connect
 from campusllm.errors import CampusLLMError, ConfigError, ProtocolError, redact
 from campusllm.openai_sdk import (
     OpenAIClients,
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChatCampusLLM"]
 
-_DEFAULT_TIMEOUT = 120.0
+_DEFAULT_TIMEOUT = DEFAULT_CHAT_TIMEOUT  # the total of one attempt, stream included
 # langchain-openai reading an SDK object of the wrong shape ("usage": [], "data: null")
 _MALFORMED = (AttributeError, TypeError, KeyError)
 

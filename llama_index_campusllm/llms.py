@@ -44,6 +44,7 @@ from llama_index.core.prompts import PromptTemplate
 from llama_index.core.types import Model, PydanticProgramMode
 
 from campusllm.capabilities import supports_function_calling
+from campusllm.connection import DEFAULT_CHAT_TIMEOUT
 from campusllm.streaming import StreamGuard
 from campusllm.wire import Delta
 
@@ -125,7 +126,10 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     context_window: int | None = Field(
         default=None, description="Overrides the registry's context window."
     )
-    timeout: float = Field(default=120.0, description="Request timeout in seconds.")
+    timeout: float = Field(
+        default=DEFAULT_CHAT_TIMEOUT,
+        description="Total seconds for one attempt: connecting and the whole answer or stream.",
+    )
     default_headers: dict[str, str] | None = Field(
         default=None, repr=False, description="Extra headers sent with every request."
     )

@@ -238,12 +238,6 @@ def _open_fds() -> int:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
-@pytest.mark.xfail(
-    strict=True,
-    reason="AsyncCampusTransport closes a loop's pool from an async generator that only "
-    "shutdown_asyncgens finalises; asyncio_run's thread loop is closed without it, so every "
-    "call leaves its sockets open",
-)
 def test_sync_llama_index_calls_in_jupyter_do_not_leak_file_descriptors(
     hostile: HostileServer,
 ) -> None:
@@ -310,11 +304,6 @@ def _sync_call(kind: str, url: str) -> Callable[[], Any]:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-@pytest.mark.xfail(
-    strict=True,
-    reason="no os.register_at_fork hook: the child sends its request on the parent's pooled "
-    "connection",
-)
 @pytest.mark.parametrize("kind", ["core.invoke", "lc.invoke"])
 def test_a_forked_child_never_reuses_the_parents_connection(
     hostile: HostileServer, kind: str
@@ -417,11 +406,6 @@ def _clear_text_warnings(
     return [t for t in texts if host in t and ("http" in t.lower() or "encrypt" in t.lower())]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing warns when the transport adds the key to a plain-http request for a "
-    "non-loopback host",
-)
 def test_a_key_sent_over_plain_http_to_another_host_warns_once(
     hostile: HostileServer, via_proxy: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -631,12 +631,12 @@ async def test_200_concurrent_streams_share_one_limiter_exactly(sim: Any) -> Non
     def recorder(limiter: Any, grants: list[tuple[float, int]]) -> None:
         orig_async, orig_sync = limiter.aacquire, limiter.acquire
 
-        async def aacquire(tokens: int = 0) -> None:
-            await orig_async(tokens)
+        async def aacquire(tokens: int = 0, **kw: Any) -> None:
+            await orig_async(tokens, **kw)
             grants.append((time.monotonic(), tokens))
 
-        def acquire(tokens: int = 0) -> None:
-            orig_sync(tokens)
+        def acquire(tokens: int = 0, **kw: Any) -> None:
+            orig_sync(tokens, **kw)
             grants.append((time.monotonic(), tokens))
 
         limiter.aacquire, limiter.acquire = aacquire, acquire

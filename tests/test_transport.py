@@ -216,14 +216,33 @@ def _free_port() -> int:
     return int(port)
 
 
-def test_unreachable_campus_host_names_vpn() -> None:
+def test_refused_loopback_says_so_and_not_vpn() -> None:
+    # A campus provider, but the user pointed it at this machine: the VPN is not the problem.
     r = resolve("sjtu:deepseek-chat", base_url=f"http://127.0.0.1:{_free_port()}/api/v1")
     c = CampusClient(r, SIM_KEY, retry=FAST, limits=RateLimits())
     t0 = time.monotonic()
     with pytest.raises(UnreachableError) as ei:
         c.list_models()
     assert time.monotonic() - t0 < 5
-    assert "VPN" in str(ei.value) and "campus" in str(ei.value)
+    text = str(ei.value)
+    assert "VPN" not in text and "campus" not in text.lower()
+    assert "this machine" in text and "running" in text
+
+
+def test_vpn_hint_only_for_the_campus_gateways_own_host_when_connecting_failed() -> None:
+    from campusllm.transport import error_from_exception
+
+    campus = resolve("sjtu:deepseek-chat")  # the catalogued, campus-only address
+    refused = error_from_exception(httpx.ConnectError("refused"), campus)
+    assert isinstance(refused, UnreachableError)
+    assert "VPN" in str(refused) and "campus" in str(refused)
+    # the gateway accepted the connection and then dropped it: not a VPN problem
+    dropped = error_from_exception(httpx.RemoteProtocolError("Server disconnected"), campus)
+    assert "VPN" not in str(dropped) and "broke" in str(dropped)
+    # a base URL of the user's own: say so plainly
+    own = resolve("sjtu:deepseek-chat", base_url="https://llm.example.edu.cn/v1")
+    err = error_from_exception(httpx.ConnectError("refused"), own)
+    assert "VPN" not in str(err) and "https://llm.example.edu.cn/v1" in str(err.hint)
 
 
 # ------------------------------------------------------------------------- auth + errors

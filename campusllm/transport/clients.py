@@ -16,15 +16,18 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from ..clock import Clock
 from ..limiter import RateLimiter
 from ..registry import ResolvedModel
+from .deadline import Timeouts
 from .library import core_http_library, ssl_context
+from .logs import protect_http_logs
 from .retry import RetryPolicy
-from .transports import AsyncCampusTransport, CampusTransport
+from .transports import DEFAULT_TOTAL_TIMEOUT, AsyncCampusTransport, CampusTransport
 
 if TYPE_CHECKING:
     import httpx
@@ -80,23 +83,32 @@ def build_http_clients(
     resolved: ResolvedModel,
     api_key: SecretStr,
     *,
-    timeout: float | httpx.Timeout = 60.0,
+    timeout: float | Timeouts | httpx.Timeout = DEFAULT_TOTAL_TIMEOUT,
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
     lib: ModuleType | None = None,
     pool: PoolLimits | None = None,
     headers: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
 ) -> tuple[httpx.Client, httpx.AsyncClient]:
     """Sync and async clients of ``lib`` (httpx, the default, or httpx2) on our transports.
 
-    The clients do not read proxies themselves (``trust_env=False``): an env proxy mounted
-    by the library would bypass our transport, so the proxy is set on the socket layer.
+    ``timeout`` is the total of one attempt in seconds, a :class:`~.deadline.Timeouts`, or
+    the library's ``Timeout`` of per-phase limits (the total is then
+    :data:`~.transports.DEFAULT_TOTAL_TIMEOUT`). The clients do not read proxies themselves
+    (``trust_env=False``): an env proxy mounted by the library would bypass our transport,
+    so the proxy is set on the socket layer.
     """
     lib = lib or core_http_library()
     pool = pool or PoolLimits()
-    if isinstance(timeout, (int, float)):
-        # A short connect timeout turns "off campus, no VPN" into a quick, clear error.
-        timeout = lib.Timeout(timeout, connect=min(10.0, float(timeout)))
+    timeouts = Timeouts.of(timeout, total=DEFAULT_TOTAL_TIMEOUT)
+    total = timeouts.total
+    phases = lib.Timeout(
+        connect=timeouts.connect or total,
+        read=timeouts.read or total,
+        write=timeouts.write or total,
+        pool=timeouts.pool or total,
+    )
     limits = lib.Limits(
         max_connections=pool.max_connections,
         max_keepalive_connections=pool.max_keepalive_connections,
@@ -104,25 +116,29 @@ def build_http_clients(
     )
     proxy = proxy_for(resolved.base_url)
     ctx = ssl_context(lib)
+    protect_http_logs()
+    common: dict[str, Any] = {
+        "limiter": limiter,
+        "retry": retry,
+        "resolved": resolved,
+        "timeouts": timeouts,
+        "clock": clock,
+    }
     sync_t = CampusTransport(
         resolved.provider,
         api_key,
-        limiter=limiter,
-        retry=retry,
-        inner=lib.HTTPTransport(verify=ctx, proxy=proxy, limits=limits),
+        inner_factory=lambda: lib.HTTPTransport(verify=ctx, proxy=proxy, limits=limits),
+        **common,
     )
     async_t = AsyncCampusTransport(
         resolved.provider,
         api_key,
-        limiter=limiter,
-        retry=retry,
         inner_factory=lambda: lib.AsyncHTTPTransport(verify=ctx, proxy=proxy, limits=limits),
+        **common,
     )
     sent = {"User-Agent": USER_AGENT, **(headers or {})}
-    http: httpx.Client = lib.Client(
-        transport=sync_t, timeout=timeout, trust_env=False, headers=sent
-    )
+    http: httpx.Client = lib.Client(transport=sync_t, timeout=phases, trust_env=False, headers=sent)
     ahttp: httpx.AsyncClient = lib.AsyncClient(
-        transport=async_t, timeout=timeout, trust_env=False, headers=sent
+        transport=async_t, timeout=phases, trust_env=False, headers=sent
     )
     return http, ahttp

@@ -3,7 +3,9 @@
 Every failure a gateway or the network can cause becomes one error from
 :mod:`campusllm.errors`, naming the cause and the fix. The status → type mapping
 (:func:`error_for_status`) is written once and serves HTTP error responses and the error
-events some gateways send in the middle of a stream.
+events some gateways send in the middle of a stream. What the transport already did about a
+response (how many attempts, why it stopped: :class:`~.retry.RetryNote`) is part of the
+message, so "after retries" is said only when there were retries.
 
 Example:
     >>> import httpx
@@ -30,13 +32,23 @@ from ..errors import (
     ServerError,
     TimeoutError,
     UnreachableError,
+    exception_chain,
     redact,
     scrub,
 )
-from ..registry import ProviderSpec, ResolvedModel
+from ..registry import ResolvedModel
 from ..wire.error_body import parse_gateway_error
+from .deadline import AFTER_HEADERS_ATTR, DEADLINE_ATTR
+from .hints import (
+    is_context_overflow,
+    is_gateway_credential_failure,
+    is_unknown_model,
+    model_hint,
+    network_hint,
+)
 from .library import error_names
-from .retry import retry_after_seconds
+from .retry import MAX_RETRY_AFTER_S, RETRY_NOTE, RetryNote, rejects_the_request
+from .retry import retry_after_seconds as retry_after_seconds
 
 if TYPE_CHECKING:
     import httpx
@@ -47,25 +59,76 @@ __all__ = [
     "error_from_exception",
     "timeout_error",
     "connect_error",
+    "redirect_error",
     "network_hint",
 ]
 
 
-def network_hint(provider: ProviderSpec) -> str:
-    """How to reach ``provider`` (campus network, VPN, intranet), for connection errors."""
-    if provider.reachability == "campus":
-        return (
-            f"{provider.display_name or provider.name} is reachable only from the campus network "
-            f"({provider.network_hint or 'connect to the campus VPN'}). Connect to the campus "
-            "network or VPN, then try `campusllm doctor`."
+def format_wait(seconds: float) -> str:
+    """A wait as a person reads it.
+
+    Example:
+        >>> format_wait(3600), format_wait(42)
+        ('3600 s (1 h)', '42 s')
+    """
+    s = round(seconds)
+    if s < 60:
+        return f"{seconds:.3g} s"
+    h, rem = divmod(s, 3600)
+    m = rem // 60
+    parts = ([f"{h} h"] if h else []) + ([f"{m} min"] if m else [])
+    return f"{s} s ({' '.join(parts) or '1 min'})"
+
+
+def _rate_limited(
+    where: str,
+    how: str,
+    said: str,
+    resolved: ResolvedModel,
+    retry_after: float | None,
+    note: RetryNote | None,
+    during_stream: bool,
+    common: dict[str, Any],
+    kept: str,
+) -> RateLimitError:
+    lim = resolved.provider.limits
+    quota = ", ".join(f"{n}={v}" for n, v in (("rpm", lim.rpm), ("tpm", lim.tpm)) if v is not None)
+    advice = (
+        f"The published quota is {quota} per key; " if quota else "Lower the request rate; "
+    ) + "pass rate_limits=RateLimits(rpm=…, tpm=…) matching your key, or raise max_retries."
+    if during_stream:
+        what = f"answered 429 Too Many Requests ({how}){said}."
+    elif note is not None and note.reason == "wait_too_long" and retry_after is not None:
+        what = (
+            f"answered 429 Too Many Requests{said} and asked to wait {format_wait(retry_after)} "
+            f"before the next request: longer than campusllm waits on its own "
+            f"({MAX_RETRY_AFTER_S:g} s), so the request was not resent."
         )
-    if provider.reachability == "intranet":
-        return (
-            f"{provider.display_name or provider.name} is reachable only from its own network "
-            f"({provider.network_hint or 'intranet'}). Check the VPN and the base URL, then try "
-            "`campusllm doctor`."
+        advice = (
+            "The key's quota is used up until then; wait, or use another key or provider. " + advice
         )
-    return "Check the base URL and your network connection, then try `campusllm doctor`."
+    elif note is not None and note.retried:
+        what = (
+            f"kept answering 429 Too Many Requests after {note.attempts - 1} "
+            f"{'retry' if note.attempts == 2 else 'retries'}{said}."
+        )
+    else:
+        what = f"answered 429 Too Many Requests ({how}){said}."
+    wait = (
+        f" It asked to wait {format_wait(retry_after)}."
+        if retry_after is not None and not (note and note.reason == "wait_too_long")
+        else ""
+    )
+    return RateLimitError(
+        f"{where} {what}{wait}", retry_after=retry_after, hint=advice + kept, **common
+    )
+
+
+def _tries(note: RetryNote | None) -> str:
+    if note is None or not note.retried:
+        return ""
+    n = note.attempts - 1
+    return f" after {n} {'retry' if n == 1 else 'retries'}"
 
 
 def error_for_status(
@@ -76,19 +139,23 @@ def error_for_status(
     body: str | None = None,
     retry_after: float | None = None,
     during_stream: bool = False,
+    note: RetryNote | None = None,
     **partial: Any,
 ) -> CampusLLMError:
     """The typed error for an HTTP error ``status``, carrying the gateway's own ``message``.
 
     ``during_stream``: the status came as an error event in the middle of a stream (which
     campusllm never resends); ``partial`` (``partial_content``, ``partial_reasoning``,
-    ``partial_tool_calls``) is what had arrived before it.
+    ``partial_tool_calls``) is what had arrived before it. ``note`` says what the transport
+    did before handing the response over (attempts, why it stopped).
 
     Example:
         >>> from campusllm.registry import resolve
         >>> r = resolve("sjtu:deepseek-chat", base_url="http://127.0.0.1:9/v1")
         >>> type(error_for_status(503, r, message="overloaded")).__name__
         'ServerError'
+        >>> type(error_for_status(408, r, message="litellm.Timeout")).__name__
+        'TimeoutError'
     """
     provider = resolved.provider
     where = f"{provider.name}:{resolved.model.id}"
@@ -108,6 +175,14 @@ def error_for_status(
         **partial,
     }
     if status == 401:
+        if is_gateway_credential_failure(message):
+            return AuthenticationError(
+                f"{where}: the gateway's own key for its model server was refused ({how}){said}.",
+                hint="This is the gateway's problem, not your key: tell the gateway's "
+                f"administrator, or pick another model (`campusllm models {provider.name}`)."
+                + kept,
+                **common,
+            )
         envs = " or ".join(key_env_names(provider))
         return AuthenticationError(
             f"{where} rejected the API key ({how}){said}.",
@@ -121,29 +196,29 @@ def error_for_status(
             f"(`campusllm models {provider.name}`).{kept}",
             **common,
         )
+    if status == 408:
+        return TimeoutError(
+            f"{where}: the gateway gave up waiting for its model server ({how}{_tries(note)})"
+            f"{said}. The model is slow or overloaded right now.",
+            hint="Each retry starts the whole answer again, so campusllm retries a 408 at most "
+            "once. Stream the answer (tokens then arrive before the gateway's timeout), ask for "
+            "fewer max_tokens, or try another model or later." + kept,
+            **common,
+        )
     if status == 429:
-        wait = f" Retry after {retry_after:.1f}s." if retry_after is not None else ""
-        lim = provider.limits
-        quota = ", ".join(
-            f"{n}={v}" for n, v in (("rpm", lim.rpm), ("tpm", lim.tpm)) if v is not None
+        return _rate_limited(
+            where, how, said, resolved, retry_after, note, during_stream, common, kept
         )
-        what = (
-            f"answered 429 Too Many Requests ({how})"
-            if during_stream
-            else "kept answering 429 Too Many Requests after retries"
-        )
-        return RateLimitError(
-            f"{where} {what}{said}.{wait}",
-            retry_after=retry_after,
-            hint=(
-                f"The published quota is {quota} per key; " if quota else "Lower the request rate; "
-            )
-            + "pass rate_limits=RateLimits(rpm=…, tpm=…) matching your key, or raise max_retries."
-            + kept,
+    if status >= 500 and rejects_the_request(status, body or message):
+        return BadRequestError(
+            f"{where} refused the request ({how}: its model server says the request is "
+            f"invalid){said}.",
+            hint="This is an answer about the request, not an outage: it was not retried. "
+            "Check the messages and parameters the error names." + kept,
             **common,
         )
     if status >= 500:
-        what = f"failed ({how})" if during_stream else f"failed with HTTP {status} after retries"
+        what = f"failed ({how})" if during_stream else f"failed with HTTP {status}{_tries(note)}"
         return ServerError(
             f"{where} {what}{said}.",
             hint="The gateway is overloaded or down; try again later or another model." + kept,
@@ -157,23 +232,36 @@ def error_for_status(
             "assistant message of a tool loop; keep the AIMessage objects (with "
             "additional_kwargs['reasoning_content']) in the history instead of rebuilding them."
         )
-    elif status == 404:
-        hint = (
-            f"Check the model id (`campusllm models {provider.name} --live`) and that the base URL "
-            f"({resolved.base_url}) ends at the API root (usually /v1)."
-        )
-    elif status in (413,) or "context" in low and "length" in low:
+    elif status == 404 or is_unknown_model(message):
+        hint = model_hint(resolved)
+    elif status == 413 or is_context_overflow(message):
         hint = (
             f"The request is too long for {resolved.model.id} "
-            f"(context window {resolved.model.context_window or 'unknown'} tokens)."
+            f"(context window {resolved.model.context_window or 'unknown'} tokens): shorten the "
+            "messages, trim the history, or lower max_tokens."
         )
     if kept:
         hint = (hint or "") + kept
     return BadRequestError(f"{where} refused the request ({how}){said}.", hint=hint, **common)
 
 
-def timeout_error(resolved: ResolvedModel, what: str) -> TimeoutError:
-    """The error for a gateway that did not answer in time (``what``: the exception's name)."""
+def timeout_error(
+    resolved: ResolvedModel, what: str, *, deadline_s: float | None = None
+) -> TimeoutError:
+    """The error for a gateway that did not answer in time.
+
+    ``what`` names what timed out (the exception's name, or the deadline's description);
+    ``deadline_s`` is the total timeout of one attempt when that is what passed.
+    """
+    if deadline_s is not None:
+        return TimeoutError(
+            f"{resolved.key} did not finish in time: {what}.",
+            hint=f"timeout={deadline_s:g} bounds one whole attempt (connecting, the headers and "
+            "the complete answer or stream). Raise it for long answers (reasoning models can "
+            "think for minutes); set read_timeout= to notice a stalled stream sooner.",
+            provider=resolved.provider.name,
+            model=resolved.model.id,
+        )
     return TimeoutError(
         f"{resolved.key} did not answer in time ({what}).",
         hint="Raise timeout=…; reasoning models can think for minutes before the first token.",
@@ -186,10 +274,36 @@ def connect_error(resolved: ResolvedModel, detail: str) -> UnreachableError:
     """The error for a gateway that could not be reached (``detail``: what failed)."""
     return UnreachableError(
         f"Cannot connect to {resolved.base_url} ({detail}).",
-        hint=network_hint(resolved.provider),
+        hint=network_hint(resolved),
         provider=resolved.provider.name,
         model=resolved.model.id,
     )
+
+
+def redirect_error(
+    resolved: ResolvedModel,
+    status: int,
+    source: str,
+    target: str | None,
+    why: str = "it leaves the gateway's origin, and the API key must not go there",
+) -> ProtocolError:
+    """The error for a redirect campusllm does not follow (``why``: the reason)."""
+    where = target or "no Location"
+    return ProtocolError(
+        f"{resolved.key}: {source} answered with a redirect (HTTP {status}) to {where}, "
+        f"which campusllm does not follow: {why}.",
+        hint="If that is the gateway's new address, pass it as base_url=. If it is a login "
+        "page of the network (a captive portal), log in to the network first.",
+        status_code=status,
+        provider=resolved.provider.name,
+        model=resolved.model.id,
+    )
+
+
+def _note(response: Any) -> RetryNote | None:
+    ext = getattr(response, "extensions", None)
+    note = ext.get(RETRY_NOTE) if isinstance(ext, dict) else None
+    return note if isinstance(note, RetryNote) else None
 
 
 def error_from_response(
@@ -206,18 +320,49 @@ def error_from_response(
         except RuntimeError:  # a streamed response nobody read (ResponseNotRead, StreamError)
             body = b""
     text = body.decode("utf-8", "replace") if body else ""
+    status = response.status_code
+    if 300 <= status < 400:
+        try:
+            source = str(response.request.url)
+        except RuntimeError:  # a response built without its request
+            source = resolved.base_url
+        return redirect_error(resolved, status, source, response.headers.get("location"))
     try:
         data: Any = json.loads(text) if text else None
     except ValueError:
         data = None
     said = parse_gateway_error(data, known_error=True)
     message = (said.message if said else None) or (text.strip()[:300] if text.strip() else None)
+    note = _note(response)
     return error_for_status(
-        response.status_code,
+        status,
         resolved,
         message=message,
         body=text,
-        retry_after=retry_after_seconds(response.headers),
+        retry_after=note.retry_after if note else retry_after_seconds(response.headers),
+        note=note,
+    )
+
+
+def _broken_connection(
+    exc: BaseException, resolved: ResolvedModel, detail: str, common: dict[str, Any]
+) -> CampusLLMError:
+    received = getattr(exc, AFTER_HEADERS_ATTR, None)
+    if received is not None:
+        return ProtocolError(
+            f"The connection to {resolved.base_url} broke after {resolved.key} had started "
+            f"answering ({received} bytes of the body received; {detail}): the answer is "
+            "incomplete.",
+            hint="A gateway or proxy cut the connection mid-answer; the request was not "
+            "resent (it may have been processed). Try again; if it keeps happening with long "
+            "answers, stream them or ask the gateway's administrator about its timeouts.",
+            **common,
+        )
+    return UnreachableError(
+        f"The connection to {resolved.base_url} broke before {resolved.key} answered ({detail}).",
+        hint="The gateway (or a proxy in between) closed the connection; retries were "
+        "exhausted. Try again later, or check the base URL.",
+        **common,
     )
 
 
@@ -226,6 +371,9 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
 
     An exception that wraps an HTTP-library error (``__cause__``/``__context__``) maps by
     that error. openai SDK exceptions are mapped by :func:`campusllm.openai_sdk.map_sdk_error`.
+    A failure to connect is :class:`~campusllm.errors.UnreachableError` (with the campus/VPN
+    hint only for a campus-only gateway's own address); a connection that broke after the
+    response had started is :class:`~campusllm.errors.ProtocolError`.
     """
     scrub(exc)
     if isinstance(exc, CampusLLMError):
@@ -237,16 +385,15 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
     host = resolved.base_url
     names = error_names(exc)
     detail = f"{type(exc).__name__}: {redact(str(exc), 200)}"
+    deadline = getattr(exc, DEADLINE_ATTR, None)
+    if deadline is not None:
+        return timeout_error(resolved, redact(str(exc), 300), deadline_s=deadline)
     if "TimeoutException" in names and "ConnectTimeout" not in names:
         return timeout_error(resolved, type(exc).__name__)
     if names & {"ConnectError", "ConnectTimeout"}:
         return connect_error(resolved, detail)
     if names & {"RemoteProtocolError", "ReadError", "WriteError"}:
-        return UnreachableError(
-            f"The connection to {host} broke ({detail}).",
-            hint="Retries were exhausted. " + network_hint(provider),
-            **common,
-        )
+        return _broken_connection(exc, resolved, detail, common)
     if "HTTPStatusError" in names:
         return error_from_response(exc.response, resolved)  # type: ignore[attr-defined]
     if "DecodingError" in names or isinstance(exc, (ValueError, UnicodeDecodeError)):
@@ -256,21 +403,13 @@ def error_from_exception(exc: BaseException, resolved: ResolvedModel) -> CampusL
             **common,
         )
     if names:
-        return UnreachableError(
-            f"HTTP error talking to {host}: {detail}", hint=network_hint(provider), **common
-        )
+        return UnreachableError(f"HTTP error talking to {host}: {detail}", **common)
     return CampusLLMError(f"{where}: {type(exc).__name__}: {redact(str(exc), 300)}", **common)
 
 
 def _http_error_in(exc: BaseException) -> BaseException:
-    """The first HTTP-library error in ``exc``'s chain (``exc`` itself when there is none)."""
+    """The first HTTP-library error in ``exc``'s chain, through ``__cause__`` and
+    ``__context__`` alike (``exc`` itself when there is none)."""
     if isinstance(exc, (ValueError, UnicodeDecodeError)):
         return exc  # undecodable data, whatever was being handled when it was found
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if error_names(cur):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return exc
+    return next((e for e in exception_chain(exc) if error_names(e)), exc)

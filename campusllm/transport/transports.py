@@ -1,9 +1,22 @@
-"""The retrying transports: auth header, rate limit, retries — then the real socket.
+"""The retrying transports: auth header, rate limit, deadline, retries — then the real socket.
 
 Every campusllm request — the openai SDK's behind the chat adapters and campusllm's own
 embedding/rerank calls — goes through :class:`CampusTransport` (or its async twin). They work
 under httpx and httpx2 alike (the two share an API); the library's own transport underneath
-(``inner``) opens the sockets.
+(``inner``) opens the sockets. One attempt of a request:
+
+1. the rate limiter admits it, charged its input plus the output it may produce;
+2. the key goes on it (and comes off again once it is sent, so the request objects that
+   responses and exceptions keep never hold it);
+3. it is sent within one total deadline (:mod:`.deadline`) covering the body or stream too;
+4. a same-origin redirect is followed, another origin's is refused; 429, 5xx, 408 and
+   connection failures are retried by :class:`~.retry.RetryPolicy`, waiting on the injected
+   :class:`~campusllm.clock.Clock`. An error response handed back carries a
+   :class:`~.retry.RetryNote` saying what was done, for the error message.
+
+A successful response carries its limiter grant (``extensions["campusllm.grant"]``) and a
+``extensions["campusllm.settle"](usage)`` callable: whoever reads the response's ``usage``
+calls it, and the key's window and budget are charged what the gateway counted.
 
 Example:
     >>> import httpx
@@ -16,31 +29,64 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import threading
-import time
-import weakref
-from collections.abc import AsyncGenerator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from ..errors import register_secret
-from ..limiter import Grant, RateLimiter
-from ..registry import ProviderSpec
-from ..tokens import estimate_tokens
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import ProtocolError, register_secret
+from ..limiter import Grant, RateLimiter, request_charge, usage_tokens
+from ..registry import ProviderSpec, ResolvedModel
+from .deadline import Deadline, Timeouts, aguard_body, deadline_exceeded, guard_body, limit_phases
+from .errors import redirect_error
 from .library import core_http_library, error_names, ssl_context
-from .retry import MAX_RETRY_AFTER_S, RETRY_STATUS, RetryPolicy, retry_after_seconds
+from .outgoing import (
+    RedirectRefused,
+    follow_redirect,
+    input_tokens,
+    library_of,
+    remove_key,
+    request_json,
+    request_tokens,
+    set_key,
+)
+from .pools import LoopPools, on_fork
+from .retry import (
+    MAX_RETRY_AFTER_S,
+    RETRY_NOTE,
+    RETRY_STATUS,
+    RetryNote,
+    RetryPolicy,
+    aread_error_body,
+    read_error_body,
+    rejects_the_request,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["CampusTransport", "AsyncCampusTransport", "request_tokens"]
+__all__ = [
+    "CampusTransport",
+    "AsyncCampusTransport",
+    "request_tokens",
+    "GRANT",
+    "SETTLE",
+    "DEFAULT_TOTAL_TIMEOUT",
+]
 
 log = logging.getLogger("campusllm")
+
+GRANT = "campusllm.grant"
+"""``response.extensions`` key of the limiter grant that admitted the request."""
+SETTLE = "campusllm.settle"
+"""``response.extensions`` key of ``settle(usage)``: charge the grant what the gateway counted
+(a ``usage`` mapping or a number of tokens)."""
+
+DEFAULT_TOTAL_TIMEOUT = 60.0
+"""Total seconds for one attempt when a transport is built without :class:`Timeouts`."""
 
 # Raised before any response byte arrived: the gateway did no work, resending is safe.
 _RETRYABLE = frozenset(
@@ -56,44 +102,6 @@ _RETRYABLE = frozenset(
 _CONNECT = frozenset({"ConnectError", "ConnectTimeout"})
 
 
-def request_tokens(request: httpx.Request) -> int:
-    """Input tokens a request will be charged, estimated like the gateways' TPM counters.
-
-    Example:
-        >>> import httpx
-        >>> request_tokens(httpx.Request("POST", "http://x", json={"input": ["上海交大"]}))
-        4
-    """
-    try:
-        body = json.loads(request.content) if request.content else None
-    except (ValueError, UnicodeDecodeError, RuntimeError):  # RuntimeError: body not read
-        return 0
-    if not isinstance(body, dict):
-        return 0
-    texts: list[str] = []
-
-    def add(x: object) -> None:
-        if isinstance(x, str):
-            texts.append(x)
-        elif isinstance(x, list):
-            for part in x:
-                if isinstance(part, str):
-                    texts.append(part)
-                elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-
-    for m in body.get("messages") or []:
-        if isinstance(m, dict):
-            add(m.get("content"))
-            add(m.get("reasoning_content"))
-    add(body.get("prompt"))
-    add(body.get("input"))
-    add(body.get("query"))
-    add(body.get("documents"))
-    add(body.get("texts"))
-    return sum(estimate_tokens(t) for t in texts if t)
-
-
 class _Base:
     def __init__(
         self,
@@ -102,12 +110,18 @@ class _Base:
         *,
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
+        resolved: ResolvedModel | None = None,
+        timeouts: Timeouts | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.provider = provider
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(str(api_key))
         register_secret(self._api_key.get_secret_value())
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
+        self.resolved = resolved
+        self.timeouts = timeouts or Timeouts(total=DEFAULT_TOTAL_TIMEOUT)
+        self.clock: Clock = clock or SYSTEM_CLOCK
 
     def __repr__(self) -> str:
         return (
@@ -115,35 +129,95 @@ class _Base:
             f"limiter={self.limiter!r}, retry={self.retry!r})"
         )
 
-    def _prepare(self, request: httpx.Request) -> int:
-        key = self._api_key.get_secret_value()
-        value = key if self.provider.auth == "raw" else f"Bearer {key}"
-        request.headers["Authorization"] = value
-        return request_tokens(request) if self.limiter is not None else 0
+    # -- before sending ------------------------------------------------------------------
 
-    def _should_retry(
-        self, response: httpx.Response, attempt: int, grant: Grant | None = None
+    def _charge(self, request: httpx.Request) -> int:
+        """What the limiter admits the request with: its input plus the output it may make."""
+        if self.limiter is None:
+            return 0
+        body = request_json(request)
+        spec = self.resolved.model if self.resolved is not None else None
+        return request_charge(input_tokens(body), body if isinstance(body, dict) else None, spec)
+
+    def _model_name(self) -> str | None:
+        return self.resolved.model.id if self.resolved is not None else None
+
+    def _authorize(self, request: httpx.Request) -> None:
+        set_key(request, self._api_key, raw=self.provider.auth == "raw", who=self.provider.name)
+
+    def _redirect(
+        self, response: httpx.Response, request: httpx.Request, hops: int
+    ) -> httpx.Request | None:
+        """The request to send next for a same-origin redirect; raise for one not followed."""
+        try:
+            return follow_redirect(response, request, hops)
+        except RedirectRefused as r:
+            if self.resolved is not None:
+                raise redirect_error(self.resolved, r.status, r.source, r.target, r.why) from None
+            raise ProtocolError(
+                f"{r.source} answered with a redirect (HTTP {r.status}) to {r.target}, which "
+                f"campusllm does not follow: {r.why}.",
+                status_code=r.status,
+                provider=self.provider.name,
+            ) from None
+
+    # -- after the response --------------------------------------------------------------
+
+    def _verdict(
+        self,
+        response: httpx.Response,
+        attempt: int,
+        grant: Grant | None,
+        body: bytes | None,
+        timeouts_408: int = 0,
     ) -> float | None:
-        """Seconds to wait before resending, or None to hand this response to the caller."""
-        if response.status_code not in RETRY_STATUS or attempt >= self.retry.max_retries:
+        """Seconds to wait before resending, or None to hand this response to the caller.
+
+        ``timeouts_408``: how many 408s this request got before this response.
+        """
+        status = response.status_code
+        if status not in RETRY_STATUS:
             return None
-        ra = retry_after_seconds(response.headers)
-        if ra is not None and ra > MAX_RETRY_AFTER_S:
+        ra = retry_after_seconds(response.headers) if self.retry.respect_retry_after else None
+        reason = self._give_up(status, ra, body, attempt, timeouts_408)
+        if status == 429 and self.limiter is not None:
+            if reason == "wait_too_long":
+                # the gateway served nothing; pausing the key for hours would hang every call
+                self.limiter.refund(grant)
+            else:
+                # gives the slot back and holds every request of the key until the gateway's
+                # window has cleared (Retry-After, else one whole window)
+                self.limiter.note_429(grant, ra)
+        if reason is not None:
+            response.extensions[RETRY_NOTE] = RetryNote(attempt + 1, reason, ra)
             return None
-        if response.status_code == 429 and self.limiter is not None:
-            # the gateway served nothing: the retry may reuse this slot once the wait is over
-            self.limiter.refund(grant)
-            self.limiter.penalize(ra if ra is not None else self.retry.delay(attempt))
-        wait = self.retry.delay(attempt, ra)
+        if status == 429 and self.limiter is not None:
+            wait = 0.0  # the limiter waits (and says so when the wait is long)
+        else:
+            wait = self.retry.delay(attempt, ra)
         log.debug(
             "campusllm: %s answered %s; retry %d/%d in %.2fs",
             self.provider.name,
-            response.status_code,
+            status,
             attempt + 1,
             self.retry.max_retries,
             wait,
         )
         return wait
+
+    def _give_up(
+        self, status: int, ra: float | None, body: bytes | None, attempt: int, timeouts_408: int
+    ) -> str | None:
+        """Why a retryable status is not retried (a :class:`RetryNote` reason), or None."""
+        if ra is not None and ra > MAX_RETRY_AFTER_S:
+            return "wait_too_long"
+        if status >= 500 and rejects_the_request(status, body):
+            return "request_invalid"
+        if attempt >= self.retry.max_retries:
+            return "exhausted"
+        if status == 408 and timeouts_408 >= self.retry.max_timeout_retries:
+            return "exhausted"  # each retry starts the whole generation again
+        return None
 
     def _exc_retry(self, exc: BaseException, attempt: int) -> float | None:
         names = error_names(exc)
@@ -157,16 +231,41 @@ class _Base:
             self.provider.name,
             type(exc).__name__,
             attempt + 1,
-            self.retry.max_retries,
+            limit,
         )
         return self.retry.delay(attempt)
 
+    def _deadline_error(
+        self, exc: BaseException, request: httpx.Request, deadline: Deadline
+    ) -> BaseException | None:
+        """The deadline's own timeout for a phase timeout that the deadline had cut short."""
+        if "TimeoutException" in error_names(exc) and deadline.passed():
+            names = error_names(exc)
+            if "ConnectTimeout" not in names and "PoolTimeout" not in names:
+                return deadline_exceeded(library_of(request), request, deadline, None)
+        return None
+
+    def _hand_over(self, response: httpx.Response, grant: Grant | None) -> httpx.Response:
+        if grant is not None and self.limiter is not None and response.status_code < 400:
+            response.extensions[GRANT] = grant
+            response.extensions[SETTLE] = _settler(self.limiter, grant)
+        return response
+
+
+def _settler(limiter: RateLimiter, grant: Grant) -> Callable[[Any], None]:
+    def settle(usage: Mapping[str, Any] | int | None) -> None:
+        tokens = usage if isinstance(usage, int) else usage_tokens(usage)
+        limiter.settle(grant, tokens)
+
+    return settle
+
 
 class CampusTransport(_Base):
-    """Sync transport: auth header, rate limit, retries — then ``inner`` opens the socket.
+    """Sync transport: auth header, rate limit, deadline, retries — then ``inner``.
 
     Works as the transport of an ``httpx.Client`` or an ``httpx2.Client``; ``inner`` is that
-    library's own transport (default: an ``httpx.HTTPTransport``).
+    library's own transport (default: an ``httpx.HTTPTransport``), or ``inner_factory`` makes
+    it (then a forked child makes its own instead of sharing the parent's sockets).
 
     Example:
         >>> import httpx
@@ -185,32 +284,78 @@ class CampusTransport(_Base):
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         inner: httpx.BaseTransport | None = None,
+        inner_factory: Callable[[], httpx.BaseTransport] | None = None,
+        resolved: ResolvedModel | None = None,
+        timeouts: Timeouts | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(provider, api_key, limiter=limiter, retry=retry)
+        super().__init__(
+            provider,
+            api_key,
+            limiter=limiter,
+            retry=retry,
+            resolved=resolved,
+            timeouts=timeouts,
+            clock=clock,
+        )
         if inner is None:
-            lib = core_http_library()
-            inner = lib.HTTPTransport(verify=ssl_context(lib))
+            inner_factory = inner_factory or _default_sync_inner
+            inner = inner_factory()
+        self._factory = inner_factory
         self.inner = inner
+        on_fork(self)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()  # a replayable body, so a retry resends the same bytes
-        tokens = self._prepare(request)
-        attempt = 0
+        charge = self._charge(request)
+        asked = request.extensions.get("timeout")
+        attempt = hops = timeouts_408 = 0
         while True:
-            grant = self.limiter.acquire(tokens) if self.limiter is not None else None
+            grant = (
+                self.limiter.acquire(charge, model=self._model_name())
+                if self.limiter is not None
+                else None
+            )
+            deadline = Deadline(self.timeouts.total)
+            limit_phases(request, self.timeouts, deadline, asked, trace=True)
+            self._authorize(request)
             try:
                 response = self.inner.handle_request(request)
             except Exception as exc:
+                remove_key(request)
+                timed_out = self._deadline_error(exc, request, deadline)
+                if timed_out is not None:
+                    raise timed_out from exc
                 wait = self._exc_retry(exc, attempt)
                 if wait is None:
                     raise
             else:
-                wait = self._should_retry(response, attempt, grant)
+                remove_key(request)
+                guard_body(response, request, deadline)
+                try:
+                    follow = self._redirect(response, request, hops)
+                except BaseException:
+                    response.close()
+                    raise
+                if follow is not None:
+                    response.close()
+                    if self.limiter is not None:
+                        self.limiter.refund(grant)
+                    request, hops = follow, hops + 1
+                    continue
+                body = read_error_body(response)
+                wait = self._verdict(response, attempt, grant, body, timeouts_408)
+                timeouts_408 += response.status_code == 408
                 if wait is None:
-                    return response
+                    return self._hand_over(response, grant)
                 response.close()
-            time.sleep(wait)
+            self.clock.sleep(wait)
             attempt += 1
+
+    def _after_fork_in_child(self) -> None:
+        # the parent's pooled sockets are the parent's: start an empty pool
+        if self._factory is not None:
+            self.inner = self._factory()
 
     def close(self) -> None:
         self.inner.close()
@@ -228,7 +373,7 @@ class AsyncCampusTransport(_Base):
     Async connections belong to the event loop that opened them, and users call
     ``asyncio.run`` again and again (LlamaIndex does it inside sync methods). So unless an
     ``inner`` transport is given, each running loop gets its own connection pool from
-    ``inner_factory``, closed when ``asyncio.run`` shuts that loop down.
+    ``inner_factory``, closed when that loop closes (:class:`~.pools.LoopPools`).
 
     Example:
         >>> import httpx
@@ -247,71 +392,83 @@ class AsyncCampusTransport(_Base):
         retry: RetryPolicy | None = None,
         inner: httpx.AsyncBaseTransport | None = None,
         inner_factory: Callable[[], httpx.AsyncBaseTransport] | None = None,
+        resolved: ResolvedModel | None = None,
+        timeouts: Timeouts | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(provider, api_key, limiter=limiter, retry=retry)
+        super().__init__(
+            provider,
+            api_key,
+            limiter=limiter,
+            retry=retry,
+            resolved=resolved,
+            timeouts=timeouts,
+            clock=clock,
+        )
         self._fixed = inner
-        self._factory = inner_factory or _default_async_inner
-        self._pools: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncBaseTransport
-        ] = weakref.WeakKeyDictionary()
-        self._closers: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, AsyncGenerator[None, None]
-        ] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
+        self._pools = LoopPools(inner_factory or _default_async_inner)
 
     @property
     def inner(self) -> httpx.AsyncBaseTransport:
         """The transport that carries this loop's requests."""
         if self._fixed is not None:
             return self._fixed
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            pool = self._pools.get(loop)
-            if pool is None:
-                pool = self._pools[loop] = self._factory()
-                self._close_with_loop(loop, pool)
-            return pool
-
-    def _close_with_loop(
-        self, loop: asyncio.AbstractEventLoop, pool: httpx.AsyncBaseTransport
-    ) -> None:
-        # asyncio.run finalises pending async generators before it closes the loop; one
-        # parked here closes this loop's sockets while the loop can still do it.
-        async def closer() -> AsyncGenerator[None, None]:
-            try:
-                yield
-            finally:
-                with contextlib.suppress(Exception):
-                    await pool.aclose()
-                # the pool may reference its loop, which would pin the weak-keyed entry
-                running = asyncio.get_running_loop()
-                with self._lock:
-                    self._pools.pop(running, None)
-                    self._closers.pop(running, None)
-
-        agen = closer()
-        self._closers[loop] = agen
-        asyncio.ensure_future(agen.__anext__(), loop=loop)
+        return self._pools.current()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        import anyio  # imported by the async HTTP backend anyway; sync-only users skip it
+
         await request.aread()
-        tokens = self._prepare(request)
+        charge = self._charge(request)
+        asked = request.extensions.get("timeout")
         inner = self.inner
-        attempt = 0
+        attempt = hops = timeouts_408 = 0
         while True:
-            grant = await self.limiter.aacquire(tokens) if self.limiter is not None else None
+            grant = (
+                await self.limiter.aacquire(charge, model=self._model_name())
+                if self.limiter is not None
+                else None
+            )
+            deadline = Deadline(self.timeouts.total)
+            limit_phases(request, self.timeouts, deadline, asked, trace=False)
+            self._authorize(request)
             try:
-                response = await inner.handle_async_request(request)
+                # a little later than the deadline, so a phase timeout that ends at the same
+                # moment is raised as what it is (a connect timeout stays one)
+                with anyio.fail_after(deadline.remaining() + 0.05):
+                    response = await inner.handle_async_request(request)
+            except TimeoutError as exc:  # anyio's: the deadline passed
+                remove_key(request)
+                raise deadline_exceeded(library_of(request), request, deadline, None) from exc
             except Exception as exc:
+                remove_key(request)
+                timed_out = self._deadline_error(exc, request, deadline)
+                if timed_out is not None:
+                    raise timed_out from exc
                 wait = self._exc_retry(exc, attempt)
                 if wait is None:
                     raise
             else:
-                wait = self._should_retry(response, attempt, grant)
+                remove_key(request)
+                aguard_body(response, request, deadline)
+                try:
+                    follow = self._redirect(response, request, hops)
+                except BaseException:
+                    await response.aclose()
+                    raise
+                if follow is not None:
+                    await response.aclose()
+                    if self.limiter is not None:
+                        self.limiter.refund(grant)
+                    request, hops = follow, hops + 1
+                    continue
+                body = await aread_error_body(response)
+                wait = self._verdict(response, attempt, grant, body, timeouts_408)
+                timeouts_408 += response.status_code == 408
                 if wait is None:
-                    return response
+                    return self._hand_over(response, grant)
                 await response.aclose()
-            await asyncio.sleep(wait)
+            await self.clock.asleep(wait)
             attempt += 1
 
     async def aclose(self) -> None:
@@ -319,21 +476,19 @@ class AsyncCampusTransport(_Base):
         if self._fixed is not None:
             await self._fixed.aclose()
             return
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            pool = self._pools.pop(loop, None)
-            agen = self._closers.pop(loop, None)
-        if pool is not None:
-            await pool.aclose()
-        if agen is not None:
-            with contextlib.suppress(Exception):
-                await agen.aclose()
+        await self._pools.aclose_current()
 
     async def __aenter__(self) -> AsyncCampusTransport:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _default_sync_inner() -> httpx.BaseTransport:
+    lib = core_http_library()
+    transport: httpx.BaseTransport = lib.HTTPTransport(verify=ssl_context(lib))
+    return transport
 
 
 def _default_async_inner() -> httpx.AsyncBaseTransport:

@@ -168,43 +168,6 @@ _EVENT_ERRORS = {
     "core": "wire._error_in_body makes every error chunk a BadRequestError (not typed by its "
     "code) and StreamAssembler.feed raises it without the partial output",
 }
-_DEADLINE = (
-    "timeout= is a per-read httpx timeout: padding or a trickle keeps every read short, so "
-    "nothing bounds the whole attempt (transport has no total deadline)"
-)
-_SDK_CONNECTION = (
-    "the openai SDK wraps the failure in APIConnectionError whose __cause__ is another "
-    "APIConnectionError; transport._openai_cause then falls back to ConnectError -> "
-    "UnreachableError 'Cannot connect'"
-)
-_BODY_BROKE = (
-    "a read error after the response headers (RemoteProtocolError/ReadError) is mapped by "
-    "transport.error_from_exception to UnreachableError 'connection broke ... Retries were "
-    "exhausted' with the network hint"
-)
-_REDIRECT = (
-    "3xx is not followed by any client and is not reported as a redirect: the 307 body is "
-    "parsed as an answer (ProtocolError 'non-JSON' / BadRequestError 'HTTP 307' / empty "
-    "stream); note CampusTransport._prepare sets Authorization on every request it sends, so "
-    "following must happen in the transport, same origin only"
-)
-_RETRY_AFTER_ZERO = (
-    "transport._retry_after clamps to 0 and RetryPolicy.delay returns it as is: the retry is "
-    "sent within milliseconds instead of after the jittered backoff"
-)
-_LONG_WAIT = (
-    "error_from_response says 'kept answering 429 ... after retries' although nothing was "
-    "retried; it should say the gateway asked to wait 3600 s"
-)
-_KEY_BODY = (
-    "the SDK exception on the chain keeps the parsed body with the echoed key in .body "
-    "(errors.scrub only redacts args and .message); httpcore's DEBUG log of the response "
-    "headers prints it too"
-)
-_KEY_LOG = (
-    "httpcore logs the response headers at DEBUG ('receive_response_headers.complete'), "
-    "echoed key included: no logging filter on httpx/httpcore/openai"
-)
 _BAD_KEY = {
     "lc": "auth.get_api_key accepts any string; httpx raises a raw UnicodeEncodeError whose "
     "args hold the Authorization value (ChatCampusLLM._generate re-raises it untyped)",
@@ -266,39 +229,8 @@ XFAIL: dict[str, dict[str, str]] = {
         "HTTP-200 error body a BadRequestError whatever its code (campusllm.answers.answer_error "
         "types it by its code)",
     },
-    "keepalive_forever": {"*": _DEADLINE},
-    "trickle_body": {"*": _DEADLINE},
-    "stall_after_content": {"*": _DEADLINE},
-    "short_body": {_LC_CHAT: _SDK_CONNECTION, _NOT_LC: _BODY_BROKE},
-    "reset_after_headers": {_LC_CHAT: _SDK_CONNECTION, _NOT_LC: _BODY_BROKE},
-    "refused_campus_model": {
-        "*": "transport._network_hint gives the campus VPN hint from provider.reachability "
-        "although base_url is a loopback address the user chose",
-    },
-    "redirect_same_host": {"*": _REDIRECT},
-    "redirect_other_host": {"*": _REDIRECT},
-    "retry_after_zero": {"*": _RETRY_AFTER_ZERO},
-    "retry_after_negative": {"*": _RETRY_AFTER_ZERO},
-    "retry_after_long": {"*": _LONG_WAIT},
-    "litellm_retry_after": {
-        "lc.invoke lc.astream li.achat lc.aembed_documents core.rerank": "transport._retry_after "
-        "ignores LiteLLM's llm_provider-retry-after header: retried after a short backoff and "
-        "reported without the wait",
-        "core.stream": "ChatCaller takes no max_retries/retry option",
-    },
-    "gateway_408": {
-        "lc.invoke li.astream_chat core.aembed core.rerank": "error_from_response maps 408 "
-        "(LiteLLM's upstream timeout) to BadRequestError 'refused the request'",
-        "core.stream": "ChatCaller takes no max_retries/retry option",
-    },
-    "key_echo_401": {
-        _LC_CHAT + " " + _LI_CHAT: _KEY_BODY,
-        f"core.invoke core.stream {_EMBED} {_RERANK}": _KEY_LOG,
-    },
-    "key_echo_400": {
-        _LC_CHAT + " " + _LI_CHAT: _KEY_BODY,
-        f"core.invoke core.stream {_EMBED} {_RERANK}": _KEY_LOG,
-    },
+    "litellm_retry_after": {"core.stream": "ChatCaller takes no max_retries/retry option"},
+    "gateway_408": {"core.stream": "ChatCaller takes no max_retries/retry option"},
     "nan_vector": {"*": "client._vector accepts NaN (json.loads reads it as a float)"},
     "inf_vector": {"*": "client._vector accepts Infinity"},
     "nan_score": {"*": "CampusClient._rerank_parse accepts a NaN score (and sorts by it)"},

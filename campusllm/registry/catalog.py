@@ -42,7 +42,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from ..errors import register_secret
+from ..errors import ConfigError, register_secret
 from .docs import markdown_table
 from .loading import (
     packaged_providers,
@@ -157,7 +157,12 @@ class Registry:
     def register_provider(self, spec: ProviderSpec | Mapping[str, Any]) -> None:
         """Add a provider, or replace the one with the same name."""
         if not isinstance(spec, ProviderSpec):
-            name = spec.get("name", "?") if isinstance(spec, Mapping) else "?"
+            if not isinstance(spec, Mapping):
+                raise ConfigError(
+                    f"register_provider() takes a ProviderSpec or a dict, not "
+                    f"{type(spec).__name__}."
+                )
+            name = spec.get("name", "?")
             spec = validate_provider(dict(spec), "register_provider()", f"providers.{name}")
         self._add(spec)
 
@@ -166,6 +171,10 @@ class Registry:
         with self._lock:
             prov = self.provider(provider)
             if not isinstance(spec, ModelSpec):
+                if not isinstance(spec, Mapping):
+                    raise ConfigError(
+                        f"register_model() takes a ModelSpec or a dict, not {type(spec).__name__}."
+                    )
                 raw = dict(spec)
                 try:
                     spec = ModelSpec.model_validate(raw)

@@ -47,15 +47,65 @@ _PACKAGED_ORDER = ("sjtu", "ecnu", "maas", "oneapi", "custom")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at ``path``; ConfigError naming the file for anything unreadable.
+
+    The file must be UTF-8 (a byte-order mark, as Windows Notepad writes it, is accepted).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = Path(d) / "config.toml"
+        ...     _ = p.write_bytes('# 交大\\ndefault_provider = "sjtu"\\n'.encode("gbk"))
+        ...     read_toml(p)
+        Traceback (most recent call last):
+        ...
+        campusllm.errors.ConfigError: ...config.toml: not UTF-8 ... GBK ...
+    """
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
+    text = _decode(raw, path)
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(
             f"{path}: not valid TOML: {e}", hint="Fix the file or remove it."
         ) from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """``raw`` as UTF-8 text, or a ConfigError that says which encoding the file is in.
+
+    The decoding error is not chained: its ``object`` would carry the file's bytes, keys
+    included, into every traceback.
+    """
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        offset = e.start
+    line = raw[:offset].count(b"\n") + 1
+    guess = _legacy_encoding(raw)
+    saved = f"it looks saved in {guess}" if guess else "it is in some other encoding"
+    raise ConfigError(
+        f"{path}: not UTF-8 (first bad byte at line {line}); {saved}.",
+        hint="Save the file as UTF-8: in Notepad use File > Save As > Encoding: UTF-8; in VS Code "
+        "click the encoding in the status bar > Save with Encoding > UTF-8.",
+    )
+
+
+def _legacy_encoding(raw: bytes) -> str | None:
+    """The Chinese legacy encoding ``raw`` decodes in, if any (the usual suspects only)."""
+    for name, label in (
+        ("gb18030", 'GBK (the "ANSI" encoding of Simplified Chinese Windows)'),
+        ("big5", 'Big5 (the "ANSI" encoding of Traditional Chinese Windows)'),
+    ):
+        try:
+            raw.decode(name)
+        except UnicodeDecodeError:
+            continue
+        return label
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError
+from .keys import parse_config_keys
 from .specs import ProviderSpec
 
 if sys.version_info >= (3, 11):
@@ -31,6 +32,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "ANY_PROVIDER_SETTING",
     "Overrides",
     "packaged_catalog",
     "packaged_providers",
@@ -41,6 +43,9 @@ __all__ = [
     "merge_models",
     "deep_merge",
 ]
+
+ANY_PROVIDER_SETTING = "api_key_any_provider"
+"""Config setting: ``true`` sends ``CAMPUSLLM_API_KEY`` to every provider, not only ``custom``."""
 
 # Packaged providers in the order they are listed; unknown extra files come after, sorted.
 _PACKAGED_ORDER = ("sjtu", "ecnu", "maas", "oneapi", "custom")
@@ -211,14 +216,19 @@ def packaged_providers() -> list[tuple[str, ProviderSpec]]:
 class Overrides:
     """What one override file changes: providers (merged already), keys, default provider.
 
+    ``keys`` maps a provider to its ``[keys]`` entries (``"default"`` and model patterns or key
+    group names); ``api_key_any_provider`` is the opt-in that lets ``CAMPUSLLM_API_KEY`` go to
+    every provider (``None``: not set in this file).
+
     Example:
         >>> Overrides(default_provider="ecnu").providers
         []
     """
 
     providers: list[ProviderSpec] = field(default_factory=list)
-    keys: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)
     default_provider: str | None = None
+    api_key_any_provider: bool | None = None
 
 
 def parse_overrides(
@@ -237,18 +247,25 @@ def parse_overrides(
     data = dict(data)
     if "name" in data and "providers" not in data:
         data = {"providers": {str(data["name"]): data}}
-    unknown = set(data) - {"providers", "keys", "default_provider"}
+    unknown = set(data) - {"providers", "keys", "default_provider", ANY_PROVIDER_SETTING}
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}.",
-            hint="Allowed: [providers.NAME], [keys], default_provider.",
+            hint=f"Allowed: [providers.NAME], [keys], default_provider, {ANY_PROVIDER_SETTING}.",
         )
     provs = data.get("providers", {})
     if not isinstance(provs, Mapping):
         raise ConfigError(f"{source}: providers: expected a table of providers")
-    keys = data.get("keys", {})
-    if not isinstance(keys, Mapping) or not all(isinstance(v, str) for v in keys.values()):
-        raise ConfigError(f'{source}: keys: expected provider = "key" string entries')
+    keys = parse_config_keys(data.get("keys", {}), source)
+    if isinstance(keys, str):
+        raise ConfigError(
+            keys,
+            hint='Write provider = "key", or [keys.PROVIDER] with default = "key" and '
+            '"model-pattern" = "key" entries.',
+        )
+    any_provider = data.get(ANY_PROVIDER_SETTING)
+    if any_provider is not None and not isinstance(any_provider, bool):
+        raise ConfigError(f"{source}: {ANY_PROVIDER_SETTING}: expected true or false")
     default = data.get("default_provider")
     if default is not None and not isinstance(default, str):
         raise ConfigError(f"{source}: default_provider: expected a provider name string")
@@ -281,5 +298,6 @@ def parse_overrides(
                 hint=f"Known providers: {', '.join(current)}.",
             )
         out.default_provider = d
-    out.keys = {str(p).strip().lower(): k.strip() for p, k in keys.items() if k.strip()}
+    out.keys = keys
+    out.api_key_any_provider = any_provider
     return out

@@ -369,11 +369,6 @@ def only_generic_key(monkeypatch: pytest.MonkeyPatch, user_config: Path) -> None
     monkeypatch.setenv("CAMPUSLLM_API_KEY", KEY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="auth.get_api_key falls back to CAMPUSLLM_API_KEY for every provider, so the key "
-    "meant for 'custom' is sent to a named gateway",
-)
 @pytest.mark.parametrize("kind", ["core.invoke", "lc.invoke"])
 def test_the_generic_key_is_not_sent_to_a_named_gateway_without_opting_in(
     hostile: HostileServer, only_generic_key: None, kind: str

@@ -210,20 +210,6 @@ _KEY_LOG = (
     "httpcore logs the response headers at DEBUG ('receive_response_headers.complete'), "
     "echoed key included: no logging filter on httpx/httpcore/openai"
 )
-_BAD_KEY = {
-    "lc": "auth.get_api_key accepts any string; httpx raises a raw UnicodeEncodeError whose "
-    "args hold the Authorization value (ChatCampusLLM._generate re-raises it untyped)",
-    "li": "auth.get_api_key accepts any string; the UnicodeEncodeError from the header becomes "
-    "ProtocolError 'sent data that is not valid JSON/SSE'",
-    "core": "auth.get_api_key accepts any string and httpx sends the non-ASCII key as UTF-8: "
-    "the request goes out (a real gateway answers a puzzling 401)",
-}
-_BAD_KEY_CRLF = {
-    "lc": "h11 refuses the header (LocalProtocolError); the SDK wraps it and it surfaces as "
-    "UnreachableError 'Cannot connect'",
-    "other": "h11 refuses the header (LocalProtocolError) -> UnreachableError 'HTTP error "
-    "talking to ...'; auth.get_api_key should refuse CR/LF with the position",
-}
 _LC_CHAT = "lc.invoke lc.stream lc.ainvoke lc.astream"
 _LI_CHAT = "li.chat li.stream_chat li.achat li.astream_chat"
 _STREAMS = "lc.stream lc.astream li.stream_chat li.astream_chat core.stream"
@@ -240,16 +226,6 @@ def _event_error(lc: str = _EVENT_ERRORS["lc"]) -> dict[str, str]:
         "lc.stream lc.astream": lc,
         "li.stream_chat li.astream_chat": _EVENT_ERRORS["li"],
         "core.stream": _EVENT_ERRORS["core"],
-    }
-
-
-def _bad_key(crlf: bool = False) -> dict[str, str]:
-    if crlf:
-        return {_LC_CHAT: _BAD_KEY_CRLF["lc"], _NOT_LC: _BAD_KEY_CRLF["other"]}
-    return {
-        _LC_CHAT: _BAD_KEY["lc"],
-        _LI_CHAT: _BAD_KEY["li"],
-        f"core.invoke core.stream {_EMBED} {_RERANK}": _BAD_KEY["core"],
     }
 
 
@@ -335,10 +311,6 @@ XFAIL: dict[str, dict[str, str]] = {
         f"{_LI_CHAT} {_EMBED} {_RERANK}": "the UnicodeEncodeError becomes ProtocolError 'sent "
         "data that is not valid JSON/SSE', blaming the gateway for the user's text",
     },
-    "key_zero_width": _bad_key(),
-    "key_fullwidth_digit": _bad_key(),
-    "key_non_ascii": _bad_key(),
-    "key_crlf": _bad_key(crlf=True),
 }
 
 

@@ -125,10 +125,6 @@ _BUILDERS: dict[str, Callable[..., Any]] = {
     "lc.rerank": _lc_rerank,
     "core.client": _core_client,
 }
-_EMBED_BYTES = (
-    "tokens.estimate_tokens runs a str regex on the bytes first: a raw TypeError ('cannot use "
-    "a string pattern on a bytes-like object') before client._embed_body's own check"
-)
 
 # (builder, argument, value, word our message must contain, what is wrong today)
 _BAD_ARGS: list[tuple[str, str, Any, str, str | None]] = [
@@ -167,7 +163,6 @@ def _embed_bytes(kind: str) -> Any:
     return _li_embed().get_text_embedding_batch(texts)
 
 
-@pytest.mark.xfail(strict=True, reason=_EMBED_BYTES)
 @pytest.mark.parametrize("kind", ["core.embed", "lc.embed_documents", "li.embed_batch"])
 def test_bytes_to_embed_are_a_type_error_with_our_message(kind: str) -> None:
     with pytest.raises((TypeError, ConfigError)) as ei:
@@ -201,11 +196,6 @@ def _embed_over_cap(kind: str, url: str, batch_size: int, texts: list[str]) -> A
     return li.get_text_embedding_batch(texts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CampusClient.embedding_batches takes batch_size as given: one request of 40 texts "
-    "although the provider's per-request limit is 32",
-)
 @pytest.mark.parametrize("kind", ["core.embed", "lc.embed_documents", "li.embed_batch"])
 def test_batch_size_above_the_gateway_limit_is_clamped_or_refused_before_sending(
     hostile: HostileServer, kind: str

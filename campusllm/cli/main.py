@@ -126,7 +126,8 @@ def _key_lines(p: ProviderSpec, slots: list[KeySlot]) -> tuple[list[str], bool]:
         bad = e.status_code is None and "position" in e.message
         lines.append(f"missing: {e}" if not bad else str(e))
     for slot in slots[1:]:
-        label = f"{slot.name} ({', '.join(slot.models)})" if slot.models else slot.name
+        shown = slot.models and slot.models != (slot.name,)
+        label = f"{slot.name} ({', '.join(slot.models)})" if shown else slot.name
         if slot.error is not None:
             bad = True
             lines.append(f"{label}: {slot.error}")

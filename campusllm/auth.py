@@ -59,6 +59,7 @@ __all__ = [
     "generic_key_allowed",
     "find_api_key",
     "get_api_key",
+    "missing_key_error",
     "key_slots",
     "key_validity",
     "key_validity_hint",
@@ -273,7 +274,7 @@ def find_api_key(
         found = _take(provider, where, raw, group)
         if found is not None:
             return found
-    raise _missing(provider, names)
+    raise missing_key_error(provider, names[0] if names else None)
 
 
 def get_api_key(
@@ -289,9 +290,17 @@ def get_api_key(
     return find_api_key(provider, explicit, model=model).key
 
 
-def _missing(provider: ProviderSpec, names: Sequence[str]) -> AuthenticationError:
+def missing_key_error(provider: ProviderSpec, model: ModelRef = None) -> AuthenticationError:
+    """The error for no key at all: which env vars to set, and why the generic key was not used.
+
+    Example:
+        >>> from campusllm.registry import get_registry
+        >>> print(missing_key_error(get_registry().provider("ecnu")).message)
+        No API key for provider 'ecnu'.
+    """
+    names = _names(model)
     group = provider.key_group(names)
-    envs = key_env_names(provider, names[0] if names else None)
+    envs = key_env_names(provider, model)
     if group is not None:
         own = provider.key_groups[group].key_env
         rest = [e for e in envs if e not in own]

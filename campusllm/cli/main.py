@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ..auth import KeySlot, find_api_key, key_slots, key_validity
+from ..auth import KeySlot, key_slots, key_validity, missing_key_error
 from ..chat import ChatCaller
 from ..client import CampusClient
-from ..errors import AuthenticationError, CampusLLMError
+from ..errors import CampusLLMError
 from ..registry import ProviderSpec, ResolvedModel, get_registry
 from ..registry.keys import pattern_matches
 from ..sim import main as sim_main
@@ -40,7 +40,9 @@ def cmd_providers(args: argparse.Namespace) -> int:
     rows = []
     for p in get_registry().providers():
         base = p.base_url or (f"${p.base_url_env}" if p.base_url_env else "-")
-        rows.append([p.name, base, p.auth, " | ".join(p.key_env), limits_text(p), p.reachability])
+        groups = [f"{v} ({g})" for g, spec in p.key_groups.items() for v in spec.key_env]
+        keys = " | ".join([*p.key_env, *groups])
+        rows.append([p.name, base, p.auth, keys, limits_text(p), p.reachability])
     print(table(["provider", "base url", "auth", "key env", "limits", "reach"], rows))
     return 0
 
@@ -118,13 +120,15 @@ def _key_lines(p: ProviderSpec, slots: list[KeySlot]) -> tuple[list[str], bool]:
     """What ``doctor`` says about each key of ``p`` (never the key), and whether one is bad."""
     lines: list[str] = []
     bad = False
-    try:
-        found = find_api_key(p)
-        where = f"from {found.source}"
+    default = slots[0]
+    if default.error is not None:
+        bad = True
+        lines.append(str(default.error))
+    elif default.found is not None:
+        where = f"from {default.found.source}"
         lines.append(f"default: ok ({where})" if len(slots) > 1 else f"ok ({where})")
-    except AuthenticationError as e:
-        bad = e.status_code is None and "position" in e.message
-        lines.append(f"missing: {e}" if not bad else str(e))
+    else:
+        lines.append(f"missing: {missing_key_error(p)}")
     for slot in slots[1:]:
         shown = slot.models and slot.models != (slot.name,)
         label = f"{slot.name} ({', '.join(slot.models)})" if shown else slot.name

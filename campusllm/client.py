@@ -25,20 +25,23 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from .answers import answer_error, answer_json
+from .batching import EmbeddingJob
+from .batching import batch_size as _batch_size
 from .connection import Connection, connect
-from .errors import BadRequestError, CampusLLMError, ProtocolError, redact
+from .errors import CampusLLMError
 from .limiter import RateLimiter
 from .registry import RateLimits, ResolvedModel
 from .tokens import estimate_tokens
 from .transport import RetryPolicy, error_from_exception, error_from_response
 from .transport.library import is_http_error
-from .wire.completion import error_in_body
+from .wire.inputs import check_text, check_texts
 from .wire.responses import RerankResult, embedding_vectors, model_ids, rerank_results
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["CampusClient", "RerankResult"]
+__all__ = ["CampusClient", "EmbeddingJob", "RerankResult"]
 
 
 class _Progress:
@@ -186,18 +189,11 @@ class CampusClient:
     def _decode(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
             raise error_from_response(response, self.resolved)
-        try:
-            data = response.json()
-        except ValueError as e:
-            raise ProtocolError(
-                f"{self.resolved.key} answered non-JSON: {redact(response.text, 200)!r}",
-                hint="Check that the base URL points at an OpenAI-compatible API.",
-                provider=self.resolved.provider.name,
-                model=self.resolved.model.id,
-            ) from e
-        err = error_in_body(data)
-        if err is not None:  # one-api style: HTTP 200 carrying an error
-            err.provider, err.model = self.resolved.provider.name, self.resolved.model.id
+        # The same reading as chat answers: a login page is named as one, and an error sent
+        # with HTTP 200 (one-api style) is typed by its code.
+        data = answer_json(response.content, self.resolved, response.headers.get("content-type"))
+        err = answer_error(data, self.resolved)
+        if err is not None:
             raise err
         return data
 
@@ -241,9 +237,15 @@ class CampusClient:
     def embedding_batches(
         self, texts: Sequence[str], batch_size: int | None = None
     ) -> list[tuple[int, int]]:
-        """``(start, end)`` slices that respect the provider's count and token caps."""
+        """``(start, end)`` slices that respect the provider's count and token caps.
+
+        A ``batch_size`` above the per-request limit in the catalog (the model's
+        ``max_batch``, else the provider's ``embedding_batch``) is lowered to it, with a
+        warning once per model and size: the gateway would refuse the larger request.
+        """
         spec, prov = self.resolved.model, self.resolved.provider
-        max_n = max(1, batch_size or spec.max_batch or prov.embedding_batch)
+        cap = spec.max_batch or prov.embedding_batch
+        max_n = cap if batch_size is None else _batch_size(batch_size, cap, self.resolved)
         max_tok = prov.embedding_batch_tokens
         out: list[tuple[int, int]] = []
         start, used = 0, 0
@@ -258,12 +260,6 @@ class CampusClient:
         return out
 
     def _embed_body(self, batch: Sequence[str], dimensions: int | None) -> dict[str, Any]:
-        for t in batch:
-            if not isinstance(t, str):
-                raise BadRequestError(
-                    f"Embedding input must be strings, got {type(t).__name__}.",
-                    hint="Convert documents to text (e.g. doc.page_content) before embedding.",
-                )
         body: dict[str, Any] = {
             "model": self.resolved.wire_model,
             # Gateways reject empty strings; one space embeds as "nothing" and keeps positions.
@@ -282,21 +278,30 @@ class CampusClient:
         batch_size: int | None = None,
         show_progress: bool = False,
     ) -> list[list[float]]:
-        """Embed ``texts`` in order, batched by the provider's count and token limits."""
-        texts = list(texts)
+        """Embed ``texts`` in order, batched by the provider's count and token limits.
+
+        A batch that fails (after its retries) does not discard the others: the error raised
+        carries ``partial_embeddings`` and ``failed_indices`` (see :class:`EmbeddingJob`).
+        """
+        texts = check_texts(texts, "embed")
         if not texts:
             return []
-        batches = self.embedding_batches(texts, batch_size)
-        bar = _Progress(len(texts), show_progress and len(batches) > 1, "Embedding")
-        out: list[list[float]] = []
+        job = EmbeddingJob(texts, self.embedding_batches(texts, batch_size))
+        bar = _Progress(len(texts), show_progress and len(job.batches) > 1, "Embedding")
         try:
-            for a, b in batches:
-                data = self._post("/embeddings", self._embed_body(texts[a:b], dimensions))
-                out.extend(embedding_vectors(data, self.resolved, b - a))
+            for i, (a, b) in enumerate(job.batches):
+                if job.stopped:
+                    break
+                try:
+                    data = self._post("/embeddings", self._embed_body(texts[a:b], dimensions))
+                    job.done(i, embedding_vectors(data, self.resolved, b - a))
+                except CampusLLMError as e:
+                    job.failed(i, e)
+                    continue
                 bar.update(b - a)
         finally:
             bar.close()
-        return out
+        return job.result()
 
     async def aembed(
         self,
@@ -307,28 +312,38 @@ class CampusClient:
         max_concurrency: int = 4,
         show_progress: bool = False,
     ) -> list[list[float]]:
-        """Async :meth:`embed`: at most ``max_concurrency`` batches in flight, order kept."""
-        texts = list(texts)
+        """Async :meth:`embed`: at most ``max_concurrency`` batches in flight, order kept.
+
+        A batch that fails does not cancel the others; the error raised carries the vectors
+        received (``partial_embeddings``) and the inputs to embed again (``failed_indices``).
+        """
+        texts = check_texts(texts, "embed")
         if not texts:
             return []
-        batches = self.embedding_batches(texts, batch_size)
-        bar = _Progress(len(texts), show_progress and len(batches) > 1, "Embedding")
-        results: list[list[list[float]]] = [[] for _ in batches]
-        it = iter(enumerate(batches))
+        job = EmbeddingJob(texts, self.embedding_batches(texts, batch_size))
+        bar = _Progress(len(texts), show_progress and len(job.batches) > 1, "Embedding")
+        it = iter(enumerate(job.batches))
 
         # A fixed pool of workers pulling batches, not one gather over every batch: memory
         # and open sockets stay bounded by max_concurrency whatever the corpus size.
         async def worker() -> None:
             for i, (a, b) in it:
-                data = await self._apost("/embeddings", self._embed_body(texts[a:b], dimensions))
-                results[i] = embedding_vectors(data, self.resolved, b - a)
+                if job.stopped:
+                    return
+                try:
+                    body = self._embed_body(texts[a:b], dimensions)
+                    data = await self._apost("/embeddings", body)
+                    job.done(i, embedding_vectors(data, self.resolved, b - a))
+                except CampusLLMError as e:
+                    job.failed(i, e)
+                    continue
                 bar.update(b - a)
 
         try:
-            await _run_workers(worker, min(max(1, max_concurrency), len(batches)))
+            await _run_workers(worker, min(max(1, max_concurrency), len(job.batches)))
         finally:
             bar.close()
-        return [v for batch in results for v in batch]
+        return job.result()
 
     # -- rerank ------------------------------------------------------------------------
 
@@ -361,7 +376,8 @@ class CampusClient:
         Long lists are split by the model's ``max_documents`` and the scores merged (rerank
         scores are per query-document pair, so batches are comparable).
         """
-        docs = list(documents)
+        query = check_text(query, "rerank", "the query")
+        docs = check_texts(documents, "rerank")
         if not docs:
             return []
         path = self.resolved.model.rerank_path
@@ -380,7 +396,8 @@ class CampusClient:
         max_concurrency: int = 4,
     ) -> list[RerankResult]:
         """Async :meth:`rerank` (batches run concurrently, at most ``max_concurrency``)."""
-        docs = list(documents)
+        query = check_text(query, "rerank", "the query")
+        docs = check_texts(documents, "rerank")
         if not docs:
             return []
         path = self.resolved.model.rerank_path

@@ -277,7 +277,7 @@ def connect(
             hint="Callables are not supported; campusllm's transport needs the key itself.",
             provider=resolved.provider.name,
         )
-    key = get_api_key(resolved.provider, api_key)
+    key = get_api_key(resolved.provider, api_key, model=resolved.model)
     sdk_timeout, timeouts = _timeouts(timeout, read_timeout)
     return Connection(
         resolved,

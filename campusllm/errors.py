@@ -188,7 +188,9 @@ class CampusLLMError(Exception):
     ``provider``, ``model``, ``status_code``, ``hint`` (how to fix it), ``body``
     (the gateway's redacted response text, if any) and, for an error that ended a stream,
     what had already arrived: ``partial_content``, ``partial_reasoning`` and
-    ``partial_tool_calls`` (empty otherwise).
+    ``partial_tool_calls`` (empty otherwise). An embedding call that failed part-way keeps the
+    vectors it received: ``partial_embeddings`` (one entry per input, ``None`` where its batch
+    failed) and ``failed_indices`` (the inputs to embed again); ``None`` and ``[]`` otherwise.
 
     Example:
         >>> err = CampusLLMError("boom", hint="try again", provider="sjtu")
@@ -218,6 +220,8 @@ class CampusLLMError(Exception):
         self.partial_content = partial_content
         self.partial_reasoning = partial_reasoning
         self.partial_tool_calls: list[dict[str, Any]] = list(partial_tool_calls or [])
+        self.partial_embeddings: list[list[float] | None] | None = None
+        self.failed_indices: list[int] = []
         super().__init__(self.__str__())
 
     def __str__(self) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .auth import key_env_names
 from .registry import resolve
 from .sim import Simulator
 
@@ -109,7 +110,8 @@ def live_model(kind: str) -> str:
     spec = os.environ.get(f"CAMPUSLLM_LIVE_{kind.upper()}_MODEL") or _LIVE_DEFAULTS.get(kind, "")
     if not spec:
         pytest.skip(f"set CAMPUSLLM_LIVE_{kind.upper()}_MODEL to run this live test")
-    provider = resolve(spec).provider
-    if not any(os.environ.get(v) for v in [*provider.key_env, "CAMPUSLLM_API_KEY"]):
+    resolved = resolve(spec)
+    provider = resolved.provider
+    if not any(os.environ.get(v) for v in key_env_names(provider, resolved.model)):
         pytest.skip(f"no key for {provider.name}: set {provider.key_env[0]}")
     return spec

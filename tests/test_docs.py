@@ -89,7 +89,8 @@ def test_readme_names_every_providers_env_vars(path: Path) -> None:
     text = _readme(path)
     for p in Registry().providers():  # the packaged catalog, not the user's file
         assert f"`{p.name}`" in text, p.name
-        for var in [*p.key_env, *([p.base_url_env] if p.base_url_env else [])]:
+        groups = [v for g in p.key_groups.values() for v in g.key_env]
+        for var in [*p.key_env, *groups, *([p.base_url_env] if p.base_url_env else [])]:
             assert f"`{var}`" in text, f"README does not mention {var} ({p.name})"
     assert "`CAMPUSLLM_API_KEY`" in text and "[keys]" in text
 

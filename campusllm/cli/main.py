@@ -14,15 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
-from ..auth import get_api_key
+from pydantic import SecretStr
+
+from ..auth import KeySlot, key_slots, key_validity, missing_key_error
 from ..chat import ChatCaller
 from ..client import CampusClient
-from ..errors import AuthenticationError, CampusLLMError
+from ..errors import CampusLLMError
 from ..i18n import tr
-from ..registry import ResolvedModel, get_registry
+from ..registry import ProviderSpec, ResolvedModel, get_registry
+from ..registry.keys import pattern_matches
 from ..sim import main as sim_main
 from ..transport import error_from_exception
 from ..transport.library import core_http_library, is_http_error
@@ -48,12 +53,13 @@ def cmd_providers(args: argparse.Namespace) -> int:
     rows = []
     for p in get_registry().providers():
         base = p.base_url or (f"${p.base_url_env}" if p.base_url_env else "-")
+        groups = [f"{v} ({g})" for g, spec in p.key_groups.items() for v in spec.key_env]
         rows.append(
             [
                 p.name,
                 base,
                 p.auth,
-                " | ".join(p.key_env),
+                " | ".join([*p.key_env, *groups]),
                 limits_text(p),
                 reach_text(p.reachability),
             ]
@@ -155,20 +161,69 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def _key_lines(p: ProviderSpec, slots: list[KeySlot]) -> tuple[list[str], bool]:
+    """What ``doctor`` says about each key of ``p`` (never the key), and whether one is bad."""
+    lines: list[str] = []
+    bad = False
+    default = slots[0]
+    if default.error is not None:
+        bad = True
+        lines.append(str(default.error))
+    elif default.found is not None:
+        where = f"from {default.found.source}"
+        lines.append(f"default: ok ({where})" if len(slots) > 1 else f"ok ({where})")
+    else:
+        lines.append(f"missing: {missing_key_error(p)}")
+    for slot in slots[1:]:
+        shown = slot.models and slot.models != (slot.name,)
+        label = f"{slot.name} ({', '.join(slot.models)})" if shown else slot.name
+        if slot.error is not None:
+            bad = True
+            lines.append(f"{label}: {slot.error}")
+        elif slot.found is not None:
+            lines.append(f"{label}: ok (from {slot.found.source})")
+        else:
+            looked = " or ".join(slot.sources)
+            lines.append(f"{label}: not set ({looked}); these models use the default key")
+    return lines, bad
 
+
+def _distinct_keys(p: ProviderSpec, slots: list[KeySlot]) -> list[tuple[str, SecretStr, str]]:
+    """``(label, key, model)`` for each different key that is set: each is checked once.
+
+    ``model`` is a catalogued model the key serves (empty: any), so that a rejection names
+    the right env vars.
+    """
+    out: dict[str, tuple[list[str], SecretStr, str]] = {}
+    for slot in slots:
+        if slot.found is None:
+            continue
+        model = next(
+            (m.id for m in p.models if any(pattern_matches(x, m.names()) for x in slot.models)),
+            "",
+        )
+        value = slot.found.key.get_secret_value()
+        out.setdefault(value, ([], slot.found.key, model))[0].append(slot.name)
+    return [(" = ".join(names), key, model) for names, key, model in out.values()]
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
     reg = get_registry()
+    today = args.today or date.today()
     names = [args.provider] if args.provider else [p.name for p in reg.providers()]
     worst = 0
     for name in names:
         p = reg.provider(name)
         print(bold(f"== {name} ({p.display_name or name})"))
-        try:
-            key = get_api_key(p)
-            print(f"  key      ok (from {' / '.join(p.key_env)} or config)")
-        except AuthenticationError as e:
-            print(f"  key      missing: {e}")
-            key = None
+        slots = key_slots(p)
+        lines, bad = _key_lines(p, slots)
+        for line in lines:
+            print(f"  key      {line}")
+        if bad:
+            worst = 1
+        validity = key_validity(p, today)
+        if validity is not None:
+            print(f"  validity {validity}")
         try:
             resolved = _resolve_any(name, args.base_url)
         except CampusLLMError as e:
@@ -178,7 +233,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  limits   {limits_text(p)}")
         if p.network_hint:
             print(f"  network  {p.network_hint}")
-        if key is None:
+        keys = _distinct_keys(p, slots)
+        if not keys:
             worst = max(worst, 1 if args.provider else 0)
             # no key, so no auth check: still tell whether the host answers at all
             try:
@@ -193,18 +249,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 err = error_from_exception(e, resolved)
                 print(f"  problem  {type(err).__name__}: {err}")
             continue
-        try:
-            with CampusClient(resolved, key, timeout=args.timeout) as client:
-                ids = client.list_models()
-            print(f"  reach    ok, auth ok, {len(ids)} models listed")
-            drift = reg.drift(name, ids)
-            if drift.missing_in_catalog:
-                print(
-                    f"  drift    gateway has models we don't: {', '.join(drift.missing_in_catalog)}"
-                )
-        except CampusLLMError as e:
-            worst = 1
-            print(f"  problem  {type(e).__name__}: {e}")
+        for i, (label, key, model) in enumerate(keys):
+            which = f" ({label} key)" if len(slots) > 1 else ""
+            target = resolved
+            if model:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a deprecated model: not what is checked
+                    target = reg.resolve(provider=name, model=model, base_url=args.base_url)
+            try:
+                with CampusClient(target, key, timeout=args.timeout) as client:
+                    ids = client.list_models()
+            except CampusLLMError as e:
+                worst = 1
+                print(f"  problem  {type(e).__name__}{which}: {e}")
+                continue
+            if i == 0:
+                print(f"  reach    ok, auth ok{which}, {len(ids)} models listed")
+                drift = reg.drift(name, ids)
+                if drift.missing_in_catalog:
+                    print(
+                        "  drift    gateway has models we don't: "
+                        + ", ".join(drift.missing_in_catalog)
+                    )
+            else:
+                print(f"  auth     ok{which}, {len(ids)} models listed")
     return worst
 
 
@@ -264,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("provider", nargs="?")
     p.add_argument("--base-url")
     p.add_argument("--timeout", type=float, default=8.0)
+    p.add_argument(
+        "--today",
+        type=date.fromisoformat,
+        default=None,
+        help="check documented key validity as of this date (YYYY-MM-DD; default: today)",
+    )
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser(

@@ -5,10 +5,10 @@ file (``$CAMPUSLLM_CONFIG`` or ``~/.config/campusllm/config.toml``) is deep-merg
 it, and :func:`register_provider` / :func:`register_model` change it at runtime. Everything
 else in campusllm asks this package what a gateway needs instead of hard-coding it.
 
-One concern per module: :mod:`.specs` (the data shapes), :mod:`.loading` (TOML files and
-merging), :mod:`.resolution` (names to models and base URLs), :mod:`.catalog` (the
-:class:`Registry`), :mod:`.docs` (the README table) and :mod:`.default` (the process-wide
-registry).
+One concern per module: :mod:`.specs` (the data shapes), :mod:`.keys` (key groups and keys
+from config files), :mod:`.loading` (TOML files and merging), :mod:`.resolution` (names to
+models and base URLs), :mod:`.catalog` (the :class:`Registry`), :mod:`.docs` (the README
+table) and :mod:`.default` (the process-wide registry).
 
 Example:
     >>> from campusllm.registry import resolve
@@ -31,6 +31,7 @@ from .default import (
     resolve,
 )
 from .default import packaged_markdown_table as markdown_table
+from .keys import ConfigKey, KeyGroup
 from .resolution import PROVIDER_ENV
 from .specs import Drift, ModelSpec, ProviderSpec, RateLimits, ReasoningSpec, ResolvedModel
 
@@ -41,6 +42,8 @@ __all__ = [
     "ProviderSpec",
     "ResolvedModel",
     "Drift",
+    "KeyGroup",
+    "ConfigKey",
     "Registry",
     "get_registry",
     "reset_registry",

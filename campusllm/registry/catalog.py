@@ -24,6 +24,11 @@ User file example::
     [keys]                              # keys, if you keep them here rather than in env vars
     lab = "sk-..."
 
+    [keys.oneapi]                       # one key per group of models (first match wins,
+    default = "sk-..."                  # exact names before key groups before patterns)
+    qwen3 = "sk-..."                    # a key group the provider declares
+    "qwq-*" = "sk-..."                  # or a model name pattern
+
 Example:
     >>> from campusllm.registry import resolve
     >>> r = resolve("sjtu:deepseek-chat")
@@ -42,8 +47,9 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from ..errors import register_secret
+from ..errors import ConfigError, register_secret
 from .docs import markdown_table
+from .keys import DEFAULT_ENTRY, ConfigKey
 from .loading import (
     packaged_providers,
     parse_overrides,
@@ -75,8 +81,10 @@ class Registry:
     def __init__(self, providers: Iterable[ProviderSpec | Mapping[str, Any]] | None = None):
         self._lock = threading.RLock()
         self._providers: dict[str, ProviderSpec] = {}
-        self._keys: dict[str, SecretStr] = {}
+        self._keys: dict[str, dict[str, ConfigKey]] = {}
         self.default_provider: str | None = None
+        self.api_key_any_provider = False
+        """Config opt-in: send ``CAMPUSLLM_API_KEY`` to every provider (see campusllm.auth)."""
         self.sources: list[str] = []
         """Files merged into this registry, in order (packaged files first)."""
         if providers is None:
@@ -106,9 +114,24 @@ class Registry:
         return [(p, m) for p in provs for m in p.models if kind is None or m.kind == kind]
 
     def config_key(self, provider: str) -> SecretStr | None:
-        """The key stored for ``provider`` under ``[keys]`` in a config file, if any."""
+        """The default key stored for ``provider`` under ``[keys]`` in a config file, if any."""
+        entry = self.config_keys(provider).get(DEFAULT_ENTRY)
+        return entry.key if entry else None
+
+    def config_keys(self, provider: str) -> dict[str, ConfigKey]:
+        """Every key stored for ``provider`` in config files, by entry, in file order.
+
+        ``"default"`` is the provider's own key; other entries are key group names or model
+        name patterns (``[keys.oneapi] "qwen3-*" = "..."``).
+
+        Example:
+            >>> reg = Registry()
+            >>> reg.merge({"keys": {"oneapi": {"default": "sk-a-123", "qwen3-*": "sk-b-456"}}})
+            >>> list(reg.config_keys("oneapi")), reg.config_key("oneapi")
+            (['default', 'qwen3-*'], SecretStr('**********'))
+        """
         with self._lock:
-            return self._keys.get(provider.strip().lower())
+            return dict(self._keys.get(provider.strip().lower(), {}))
 
     # -- resolution --------------------------------------------------------------------------
 
@@ -157,7 +180,12 @@ class Registry:
     def register_provider(self, spec: ProviderSpec | Mapping[str, Any]) -> None:
         """Add a provider, or replace the one with the same name."""
         if not isinstance(spec, ProviderSpec):
-            name = spec.get("name", "?") if isinstance(spec, Mapping) else "?"
+            if not isinstance(spec, Mapping):
+                raise ConfigError(
+                    f"register_provider() takes a ProviderSpec or a dict, not "
+                    f"{type(spec).__name__}."
+                )
+            name = spec.get("name", "?")
             spec = validate_provider(dict(spec), "register_provider()", f"providers.{name}")
         self._add(spec)
 
@@ -166,6 +194,10 @@ class Registry:
         with self._lock:
             prov = self.provider(provider)
             if not isinstance(spec, ModelSpec):
+                if not isinstance(spec, Mapping):
+                    raise ConfigError(
+                        f"register_model() takes a ModelSpec or a dict, not {type(spec).__name__}."
+                    )
                 raw = dict(spec)
                 try:
                     spec = ModelSpec.model_validate(raw)
@@ -196,11 +228,15 @@ class Registry:
             changes = parse_overrides(data, self._providers, source)
             for spec in changes.providers:
                 self._add(spec)
-            for prov_name, key in changes.keys.items():
-                register_secret(key)
-                self._keys[prov_name] = SecretStr(key)
+            for prov_name, entries in changes.keys.items():
+                table = self._keys.setdefault(prov_name, {})
+                for entry, key in entries.items():
+                    register_secret(key)
+                    table[entry] = ConfigKey(prov_name, entry, SecretStr(key), source)
             if changes.default_provider is not None:
                 self.default_provider = changes.default_provider
+            if changes.api_key_any_provider is not None:
+                self.api_key_any_provider = changes.api_key_any_provider
             self.sources.append(source)
 
     def _add(self, spec: ProviderSpec) -> None:

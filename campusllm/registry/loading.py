@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ConfigError
+from .keys import parse_config_keys
 from .specs import ProviderSpec
 
 if sys.version_info >= (3, 11):
@@ -31,6 +32,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "ANY_PROVIDER_SETTING",
     "Overrides",
     "packaged_catalog",
     "packaged_providers",
@@ -43,20 +45,73 @@ __all__ = [
     "deep_merge",
 ]
 
+ANY_PROVIDER_SETTING = "api_key_any_provider"
+"""Config setting: ``true`` sends ``CAMPUSLLM_API_KEY`` to every provider, not only ``custom``."""
+
 # Packaged providers in the order they are listed; unknown extra files come after, sorted.
 _PACKAGED_ORDER = ("sjtu", "ecnu", "maas", "oneapi", "custom")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at ``path``; ConfigError naming the file for anything unreadable.
+
+    The file must be UTF-8 (a byte-order mark, as Windows Notepad writes it, is accepted).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = Path(d) / "config.toml"
+        ...     _ = p.write_bytes('# 交大\\ndefault_provider = "sjtu"\\n'.encode("gbk"))
+        ...     read_toml(p)
+        Traceback (most recent call last):
+        ...
+        campusllm.errors.ConfigError: ...config.toml: not UTF-8 ... GBK ...
+    """
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
+    text = _decode(raw, path)
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(
             f"{path}: not valid TOML: {e}", hint="Fix the file or remove it."
         ) from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
+
+
+def _decode(raw: bytes, path: Path) -> str:
+    """``raw`` as UTF-8 text, or a ConfigError that says which encoding the file is in.
+
+    The decoding error is not chained: its ``object`` would carry the file's bytes, keys
+    included, into every traceback.
+    """
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        offset = e.start
+    line = raw[:offset].count(b"\n") + 1
+    guess = _legacy_encoding(raw)
+    saved = f"it looks saved in {guess}" if guess else "it is in some other encoding"
+    raise ConfigError(
+        f"{path}: not UTF-8 (first bad byte at line {line}); {saved}.",
+        hint="Save the file as UTF-8: in Notepad use File > Save As > Encoding: UTF-8; in VS Code "
+        "click the encoding in the status bar > Save with Encoding > UTF-8.",
+    )
+
+
+def _legacy_encoding(raw: bytes) -> str | None:
+    """The Chinese legacy encoding ``raw`` decodes in, if any (the usual suspects only)."""
+    for name, label in (
+        ("gb18030", 'GBK (the "ANSI" encoding of Simplified Chinese Windows)'),
+        ("big5", 'Big5 (the "ANSI" encoding of Traditional Chinese Windows)'),
+    ):
+        try:
+            raw.decode(name)
+        except UnicodeDecodeError:
+            continue
+        return label
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -182,14 +237,19 @@ def packaged_providers() -> list[tuple[str, ProviderSpec]]:
 class Overrides:
     """What one override file changes: providers (merged already), keys, default provider.
 
+    ``keys`` maps a provider to its ``[keys]`` entries (``"default"`` and model patterns or key
+    group names); ``api_key_any_provider`` is the opt-in that lets ``CAMPUSLLM_API_KEY`` go to
+    every provider (``None``: not set in this file).
+
     Example:
         >>> Overrides(default_provider="ecnu").providers
         []
     """
 
     providers: list[ProviderSpec] = field(default_factory=list)
-    keys: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)
     default_provider: str | None = None
+    api_key_any_provider: bool | None = None
 
 
 def parse_overrides(
@@ -208,18 +268,25 @@ def parse_overrides(
     data = dict(data)
     if "name" in data and "providers" not in data:
         data = {"providers": {str(data["name"]): data}}
-    unknown = set(data) - {"providers", "keys", "default_provider"}
+    unknown = set(data) - {"providers", "keys", "default_provider", ANY_PROVIDER_SETTING}
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}.",
-            hint="Allowed: [providers.NAME], [keys], default_provider.",
+            hint=f"Allowed: [providers.NAME], [keys], default_provider, {ANY_PROVIDER_SETTING}.",
         )
     provs = data.get("providers", {})
     if not isinstance(provs, Mapping):
         raise ConfigError(f"{source}: providers: expected a table of providers")
-    keys = data.get("keys", {})
-    if not isinstance(keys, Mapping) or not all(isinstance(v, str) for v in keys.values()):
-        raise ConfigError(f'{source}: keys: expected provider = "key" string entries')
+    keys = parse_config_keys(data.get("keys", {}), source)
+    if isinstance(keys, str):
+        raise ConfigError(
+            keys,
+            hint='Write provider = "key", or [keys.PROVIDER] with default = "key" and '
+            '"model-pattern" = "key" entries.',
+        )
+    any_provider = data.get(ANY_PROVIDER_SETTING)
+    if any_provider is not None and not isinstance(any_provider, bool):
+        raise ConfigError(f"{source}: {ANY_PROVIDER_SETTING}: expected true or false")
     default = data.get("default_provider")
     if default is not None and not isinstance(default, str):
         raise ConfigError(f"{source}: default_provider: expected a provider name string")
@@ -253,5 +320,6 @@ def parse_overrides(
                 hint=f"Known providers: {', '.join(current)}.",
             )
         out.default_provider = d
-    out.keys = {str(p).strip().lower(): k.strip() for p, k in keys.items() if k.strip()}
+    out.keys = keys
+    out.api_key_any_provider = any_provider
     return out

@@ -46,6 +46,26 @@ def normalize_base_url(url: str, suffix: str, source: str) -> str:
     return url
 
 
+_EXAMPLES = {
+    "model": "a string like 'sjtu:deepseek-chat'",
+    "provider": "a provider name like 'sjtu'",
+    "base_url": "a URL string like 'https://models.sjtu.edu.cn/api/v1'",
+}
+
+
+def _check_text(arg: str, value: object) -> None:
+    """ConfigError naming ``arg`` unless ``value`` is a string (callers pass what users typed).
+
+    Example:
+        >>> _check_text("model", 123)
+        Traceback (most recent call last):
+        ...
+        campusllm.errors.ConfigError: model must be a string like 'sjtu:deepseek-chat', not int.
+    """
+    if not isinstance(value, str):
+        raise ConfigError(f"{arg} must be {_EXAMPLES[arg]}, not {type(value).__name__}.")
+
+
 class Resolution:
     """Resolution rules over one snapshot of the catalog.
 
@@ -65,6 +85,7 @@ class Resolution:
 
     def provider(self, name: str) -> ProviderSpec:
         """The provider called ``name`` (case-insensitive); ModelNotFoundError lists the known."""
+        _check_text("provider", name)
         spec = self.providers.get(name.strip().lower())
         if spec is None:
             raise ModelNotFoundError(
@@ -84,6 +105,11 @@ class Resolution:
         base_url: str | None = None,
     ) -> ResolvedModel:
         """See :meth:`campusllm.registry.Registry.resolve`."""
+        for arg, value in (("model", spec), ("provider", provider), ("model", model)):
+            if value is not None:
+                _check_text(arg, value)
+        if base_url is not None:
+            _check_text("base_url", base_url)
         prov_name, model_name = self.split(spec, provider, model)
         prov = self.provider(prov_name)
         found = prov.find_model(model_name)

@@ -14,10 +14,13 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .keys import KeyGroup
 
 __all__ = [
     "RateLimits",
@@ -176,8 +179,11 @@ class ModelSpec(BaseModel):
 class ProviderSpec(BaseModel):
     """One gateway: where it is, how to authenticate, its limits and its models.
 
-    ``key_env`` defaults to ``<NAME>_API_KEY``; ``CAMPUSLLM_API_KEY`` is always tried last.
-    ``base_url_suffix`` (e.g. ``"/v1"``) is appended to a user-given base URL lacking it.
+    ``key_env`` defaults to ``<NAME>_API_KEY`` (``CAMPUSLLM_API_KEY`` is tried only where
+    listed, or when the user opts in). ``base_url_suffix`` (e.g. ``"/v1"``) is appended to a
+    user-given base URL lacking it. ``key_groups`` are models that take a key of their own
+    (see :class:`~campusllm.registry.keys.KeyGroup`); ``key_valid_until`` is the documented
+    last day of the provider's default keys, ``key_renewal`` where to get a new one.
 
     Example:
         >>> p = ProviderSpec(name="lab", base_url="http://10.0.0.5:8000/v1")
@@ -204,6 +210,9 @@ class ProviderSpec(BaseModel):
     stream_usage: bool = True
     embedding_batch: int = Field(default=32, gt=0)
     embedding_batch_tokens: int = Field(default=8192, gt=0)
+    key_groups: dict[str, KeyGroup] = {}
+    key_valid_until: date | None = None
+    key_renewal: str = ""
     models: list[ModelSpec] = []
 
     @model_validator(mode="before")
@@ -240,6 +249,27 @@ class ProviderSpec(BaseModel):
         if not v:
             raise ValueError("key_env needs at least one environment variable name")
         return v
+
+    @model_validator(mode="after")
+    def _group_key_env(self) -> ProviderSpec:
+        for name, group in self.key_groups.items():
+            if not _NAME_RE.match(name):
+                raise ValueError(f"key group name {name!r} must be letters, digits, '_', '.', '-'")
+            if not group.key_env:  # ONEAPI_API_KEY -> ONEAPI_API_KEY_QWEN3
+                suffix = re.sub(r"[^A-Z0-9]", "_", name.upper())
+                group.key_env = [f"{self.key_env[0]}_{suffix}"]
+        return self
+
+    def key_group(self, names: Iterable[str]) -> str | None:
+        """The first key group holding a model called by one of ``names``, if any.
+
+        Example:
+            >>> p = ProviderSpec(name="gw", key_groups={"new": {"models": ["qwen3-*"]}})
+            >>> p.key_group(["qwen3-32b"]), p.key_groups["new"].key_env
+            ('new', ['GW_API_KEY_NEW'])
+        """
+        names = list(names)
+        return next((g for g, spec in self.key_groups.items() if spec.matches(names)), None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProviderSpec:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..auth import key_env_names
+from ..auth import key_env_names, key_validity_hint
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -183,9 +183,9 @@ def error_for_status(
                 + kept,
                 **common,
             )
-        envs = " or ".join(key_env_names(provider))
+        envs = " or ".join(key_env_names(provider, resolved.model))
         return AuthenticationError(
-            f"{where} rejected the API key ({how}){said}.",
+            f"{where} rejected the API key ({how}){said}. {key_validity_hint(provider)}".rstrip(),
             hint=f"Check the key in {envs} (or the api_key= you passed); keys can expire.{kept}",
             **common,
         )

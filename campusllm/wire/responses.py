@@ -1,7 +1,8 @@
 """Embedding, rerank and ``/models`` answers, checked and parsed.
 
-A malformed answer is never passed on as data: every shape problem raises
-:class:`~campusllm.errors.ProtocolError` with a redacted snippet.
+A malformed answer is never passed on as data: every shape problem, and a NaN or Infinity in a
+vector or a score (which JSON parsers accept and which poison a vector index or a ranking),
+raises :class:`~campusllm.errors.ProtocolError` with a redacted snippet.
 
 Example:
     >>> from campusllm.registry import resolve
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -61,13 +63,17 @@ def _vector(value: Any, resolved: ResolvedModel) -> list[float]:
             raise malformed(resolved, "base64 embedding", value[:50]) from e
         if len(raw) % 4:
             raise malformed(resolved, "base64 embedding", value[:50])
-        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
-    if not isinstance(value, list) or not value:
-        raise malformed(resolved, "embedding vector", value)
-    for x in value:
-        if not isinstance(x, (int, float)) or isinstance(x, bool):
-            raise malformed(resolved, "embedding vector", value[:8])
-    return [float(x) for x in value]
+        vector = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    else:
+        if not isinstance(value, list) or not value:
+            raise malformed(resolved, "embedding vector", value)
+        for x in value:
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                raise malformed(resolved, "embedding vector", value[:8])
+        vector = [float(x) for x in value]
+    if not all(math.isfinite(x) for x in vector):
+        raise malformed(resolved, "embedding vector (NaN or Infinity in it)", vector[:8])
+    return vector
 
 
 def embedding_vectors(data: Any, resolved: ResolvedModel, n: int) -> list[list[float]]:
@@ -119,6 +125,8 @@ def rerank_results(
             or isinstance(score, bool)
         ):
             raise malformed(resolved, "rerank item", item)
+        if not math.isfinite(score):
+            raise malformed(resolved, "rerank score (NaN or Infinity)", item)
         out.append(RerankResult(index=offset + idx, score=float(score)))
     return out
 

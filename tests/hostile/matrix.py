@@ -168,20 +168,6 @@ _EVENT_ERRORS = {
     "core": "wire._error_in_body makes every error chunk a BadRequestError (not typed by its "
     "code) and StreamAssembler.feed raises it without the partial output",
 }
-_BAD_KEY = {
-    "lc": "auth.get_api_key accepts any string; httpx raises a raw UnicodeEncodeError whose "
-    "args hold the Authorization value (ChatCampusLLM._generate re-raises it untyped)",
-    "li": "auth.get_api_key accepts any string; the UnicodeEncodeError from the header becomes "
-    "ProtocolError 'sent data that is not valid JSON/SSE'",
-    "core": "auth.get_api_key accepts any string and httpx sends the non-ASCII key as UTF-8: "
-    "the request goes out (a real gateway answers a puzzling 401)",
-}
-_BAD_KEY_CRLF = {
-    "lc": "h11 refuses the header (LocalProtocolError); the SDK wraps it and it surfaces as "
-    "UnreachableError 'Cannot connect'",
-    "other": "h11 refuses the header (LocalProtocolError) -> UnreachableError 'HTTP error "
-    "talking to ...'; auth.get_api_key should refuse CR/LF with the position",
-}
 _LC_CHAT = "lc.invoke lc.stream lc.ainvoke lc.astream"
 _LI_CHAT = "li.chat li.stream_chat li.achat li.astream_chat"
 _STREAMS = "lc.stream lc.astream li.stream_chat li.astream_chat core.stream"
@@ -201,52 +187,11 @@ def _event_error(lc: str = _EVENT_ERRORS["lc"]) -> dict[str, str]:
     }
 
 
-def _bad_key(crlf: bool = False) -> dict[str, str]:
-    if crlf:
-        return {_LC_CHAT: _BAD_KEY_CRLF["lc"], _NOT_LC: _BAD_KEY_CRLF["other"]}
-    return {
-        _LC_CHAT: _BAD_KEY["lc"],
-        _LI_CHAT: _BAD_KEY["li"],
-        f"core.invoke core.stream {_EMBED} {_RERANK}": _BAD_KEY["core"],
-    }
-
-
 # scenario -> {space-separated entry names: what is wrong today}. A fix deletes the names of
 # the cells it repairs (strict marks: a repaired cell fails until its name is gone).
 XFAIL: dict[str, dict[str, str]] = {
-    "captive_portal": {
-        f"{_EMBED} {_RERANK}": "CampusClient._decode only quotes the page ('answered non-JSON: "
-        "<!DOCTYPE html>...'); campusllm.answers.answer_json would say an HTML (login) page came "
-        "back and what to do",
-    },
-    "error_200_429": {
-        f"{_EMBED} {_RERANK}": "CampusClient._decode uses wire.error_in_body, which makes every "
-        "HTTP-200 error body a BadRequestError whatever its code (campusllm.answers.answer_error "
-        "types it by its code)",
-    },
-    "error_200_500": {
-        f"{_EMBED} {_RERANK}": "CampusClient._decode uses wire.error_in_body, which makes every "
-        "HTTP-200 error body a BadRequestError whatever its code (campusllm.answers.answer_error "
-        "types it by its code)",
-    },
     "litellm_retry_after": {"core.stream": "ChatCaller takes no max_retries/retry option"},
     "gateway_408": {"core.stream": "ChatCaller takes no max_retries/retry option"},
-    "nan_vector": {"*": "client._vector accepts NaN (json.loads reads it as a float)"},
-    "inf_vector": {"*": "client._vector accepts Infinity"},
-    "nan_score": {"*": "CampusClient._rerank_parse accepts a NaN score (and sorts by it)"},
-    "embed_batches_fail": {
-        "*": "CampusClient.aembed/_run_workers cancel the other batches and raise the first "
-        "error: the vectors already received are lost, and which inputs failed is not said",
-    },
-    "lone_surrogate": {
-        f"{_EMBED} {_RERANK}": "CampusClient does not check its inputs: the UnicodeEncodeError "
-        "becomes ProtocolError 'sent data that is not valid JSON/SSE', blaming the gateway for "
-        "the user's text (campusllm.wire.refuse_lone_surrogates would refuse it before sending)",
-    },
-    "key_zero_width": _bad_key(),
-    "key_fullwidth_digit": _bad_key(),
-    "key_non_ascii": _bad_key(),
-    "key_crlf": _bad_key(crlf=True),
 }
 
 

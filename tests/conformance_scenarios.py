@@ -214,8 +214,6 @@ SCENARIOS: list[Scenario] = [
         # LiteLLM itself moves the tags' text into reasoning_content when not streaming.
         wire=Wire(content=True, reasoning_field=True, content_lacks=("<think>", "</think>")),
         client=Client(content=True, reasoning=True, no_tags=True),
-        sim_gap="its non-streamed answers keep <think> in content; LiteLLM moves it into "
-        "reasoning_content (it leaves the tags inline only when streaming)",
     ),
     Scenario(
         "think-tags-stream", "streamed <think> tags through LiteLLM",
@@ -251,7 +249,6 @@ SCENARIOS: list[Scenario] = [
         "sjtu:deepseek-reasoner", "litellm", upstream="reasoner",
         wire=Wire(content=True, provider_specific_fields=True),
         client=Client(content=True, reasoning=True),
-        sim_gap="its SJTU answers carry no provider_specific_fields",
     ),
     Scenario(
         "bad-key", "a wrong key is a 401 naming the key", "sjtu:deepseek-chat", "litellm",
@@ -264,11 +261,10 @@ SCENARIOS: list[Scenario] = [
         "sjtu:deepseek-chatt", "litellm",
         wire=Wire(status=400, error_says=("invalid model name",)),
         client=Client(error="BadRequestError", says=("campusllm models sjtu",)),
-        sim_gap="it answers 404 model_not_found where LiteLLM answers 400 'Invalid model name'",
-        xfail={"peer:caller": "the model-id hint is given only for a 404, not for LiteLLM's "
+        xfail={"*:caller": "the model-id hint is given only for a 404, not for LiteLLM's "
                "400 'Invalid model name'",
-               "peer:langchain": "the model-id hint is given only for a 404, not for a 400",
-               "peer:llamaindex": "the model-id hint is given only for a 404, not for a 400"},
+               "*:langchain": "the model-id hint is given only for a 404, not for a 400",
+               "*:llamaindex": "the model-id hint is given only for a 404, not for a 400"},
     ),
     Scenario(
         "key-rpm", "the key's own RPM limit: 429 with retry-after", "sjtu:deepseek-chat",
@@ -284,10 +280,9 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=429, numeric_headers=("llm_provider-retry-after",)),
         client=Client(error="RateLimitError", retry_after_min=1.0,
                       vias=("langchain", "llamaindex")),
-        sim_gap="it has no router-level limit; its 429s carry retry-after only",
-        sim_client_fails=True,
-        xfail={"peer:langchain": "llm_provider-retry-after is not read: retry_after is None",
-               "peer:llamaindex": "llm_provider-retry-after is not read: retry_after is None"},
+        sim_setup=(("inject", {"kind": "router_429", "times": 10}),),
+        xfail={"*:langchain": "llm_provider-retry-after is not read: retry_after is None",
+               "*:llamaindex": "llm_provider-retry-after is not read: retry_after is None"},
     ),
     Scenario(
         "gateway-408", "the model server is slower than LiteLLM's timeout: HTTP 408",
@@ -295,31 +290,28 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=408, error_says=("timeout",)),
         client=Client(error="TimeoutError", says=("slow",), max_attempts=2, max_retries=3,
                       vias=("langchain", "llamaindex")),
-        sim_gap="it has no gateway timeout (408); a slow model only delays its first byte",
-        sim_client_fails=True,
-        xfail={"peer:langchain": "a 408 is retried like a 5xx (every retry starts a new "
+        sim_setup=(("inject", {"kind": "gateway_408", "times": 10, "delay_s": 0.2}),),
+        xfail={"*:langchain": "a 408 is retried like a 5xx (every retry starts a new "
                "generation) and ends as BadRequestError with no hint",
-               "peer:llamaindex": "a 408 is retried like a 5xx and ends as BadRequestError"},
+               "*:llamaindex": "a 408 is retried like a 5xx and ends as BadRequestError"},
     ),
     Scenario(
         "dies-mid-stream", "the model server dies mid-stream: LiteLLM sends an error event",
         "sjtu:peer-dies", "litellm", stream=True, upstream="dies",
         wire=Wire(stream_error_event=True),
         client=Client(error="StreamInterruptedError", partial=True),
-        sim_setup=(("inject", {"kind": "reset_mid_stream", "after_chunks": 3}),),
-        sim_gap="it resets the connection where LiteLLM sends data: {\"error\": {...}} in-band",
-        xfail={"peer:llamaindex": "LiteLLM's in-band error event becomes ProtocolError "
-               "('not valid JSON/SSE') and the partial answer is lost",
-               "peer:caller": "ChatCaller turns LiteLLM's in-band error event into "
-               "BadRequestError and the partial answer is lost"},
+        # the role chunk and three pieces of the answer, then LiteLLM's error event
+        sim_setup=(("inject", {"kind": "error_mid_stream", "after_chunks": 4}),),
+        xfail={via: "LiteLLM's in-band error event (code \"500\") is raised as ServerError, "
+               "typed by its code with the partial answer kept on it, not as "
+               "StreamInterruptedError" for via in ("*:caller", "*:langchain", "*:llamaindex")},
     ),
     Scenario(
         "context-vllm", "a prompt over the context window, as vLLM words it through LiteLLM",
         "sjtu:peer-context", "litellm", upstream="context",
+        body={"max_tokens": 40000},  # with the prompt, over the 32768 tokens of the model
         wire=Wire(status=400, error_says=("context",)),
         client=Client(error="BadRequestError", says=("context window",)),
-        sim_gap="it does not check prompts against the context window",
-        sim_client_fails=True,
     ),
     Scenario(
         "backend-credentials", "the gateway's own upstream key fails: not the user's key",
@@ -327,12 +319,11 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=401, error_says=("authenticationerror",)),
         client=Client(error="AuthenticationError", says=("gateway",),
                       never_says=("sjtu_api_key",)),
-        sim_gap="it has no upstream behind its gateway",
-        sim_client_fails=True,
-        xfail={"peer:caller": "a 401 always tells the user to check their own key, even when "
+        sim_setup=(("inject", {"kind": "upstream_401", "times": 10}),),
+        xfail={"*:caller": "a 401 always tells the user to check their own key, even when "
                "LiteLLM says its upstream rejected the gateway's key",
-               "peer:langchain": "a 401 always tells the user to check their own key",
-               "peer:llamaindex": "a 401 always tells the user to check their own key"},
+               "*:langchain": "a 401 always tells the user to check their own key",
+               "*:llamaindex": "a 401 always tells the user to check their own key"},
     ),
     Scenario(
         "validation-500", "a 500 whose body rejects our request is not 'gateway overloaded'",
@@ -340,9 +331,8 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=500, error_says=("valid string",)),
         client=Client(error="BadRequestError", never_says=("overloaded",), max_attempts=1,
                       vias=("caller",)),
-        sim_gap="it accepts an assistant message with content: null",
-        sim_client_fails=True,
-        xfail={"peer:caller": "every 500 is retried as 'gateway overloaded', even one that "
+        sim_setup=(("inject", {"kind": "reject_null_content", "times": 10}),),
+        xfail={"*:caller": "every 500 is retried as 'gateway overloaded', even one that "
                "says our request is invalid"},
     ),
     Scenario(
@@ -389,11 +379,10 @@ SCENARIOS: list[Scenario] = [
         messages=STORY, body=_REASON,
         wire=Wire(content=True, reasoning_field=True, leading_ws=True),
         client=Client(content=True, reasoning=True, no_leading_ws=True),
-        xfail={"peer:caller": "the reasoning_content path keeps the leading '\\n\\n' that the "
+        xfail={"*:caller": "the reasoning_content path keeps the leading '\\n\\n' that the "
                "tag path strips",
-               "peer:langchain": "the reasoning_content path keeps the leading '\\n\\n'",
-               "peer:llamaindex": "the reasoning_content path keeps the leading '\\n\\n'"},
-        sim_gap="its answers after reasoning_content never start with blank lines",
+               "*:langchain": "the reasoning_content path keeps the leading '\\n\\n'",
+               "*:llamaindex": "the reasoning_content path keeps the leading '\\n\\n'"},
     ),
     Scenario(
         "llama-think-tags", "--reasoning-format none: <think>...</think> stays in content",
@@ -414,8 +403,6 @@ SCENARIOS: list[Scenario] = [
         thinking=False,
         wire=Wire(content=True, content_has=("</think>",)),
         client=Client(content=True, reasoning=False, no_tags=True),
-        sim_gap="with thinking off it sends no tags; llama-server echoes the empty "
-        "<think></think> block the template wrote",
     ),
     Scenario(
         "llama-json-schema", "response_format json_schema is enforced by a grammar",
@@ -437,12 +424,10 @@ SCENARIOS: list[Scenario] = [
         "llamacpp:smollm2-chat", "llama:chat", messages=LONG, body=_GREEDY,
         wire=Wire(status=400, error_says=("context size",)),
         client=Client(error="BadRequestError", says=("context window",)),
-        sim_gap="it does not check prompts against the context window",
-        xfail={"peer:caller": "llama.cpp says 'exceeds the available context size'; the "
+        xfail={"*:caller": "llama.cpp says 'exceeds the available context size'; the "
                "context hint looks for 'length'",
-               "peer:langchain": "the context hint looks for 'length', llama.cpp says 'size'",
-               "peer:llamaindex": "the context hint looks for 'length', llama.cpp says 'size'"},
-        sim_client_fails=True,
+               "*:langchain": "the context hint looks for 'length', llama.cpp says 'size'",
+               "*:llamaindex": "the context hint looks for 'length', llama.cpp says 'size'"},
     ),
     Scenario(
         "llama-embeddings", "--embeddings --pooling mean", "llamacpp:smollm2-embed",

@@ -214,8 +214,6 @@ SCENARIOS: list[Scenario] = [
         # LiteLLM itself moves the tags' text into reasoning_content when not streaming.
         wire=Wire(content=True, reasoning_field=True, content_lacks=("<think>", "</think>")),
         client=Client(content=True, reasoning=True, no_tags=True),
-        sim_gap="its non-streamed answers keep <think> in content; LiteLLM moves it into "
-        "reasoning_content (it leaves the tags inline only when streaming)",
     ),
     Scenario(
         "think-tags-stream", "streamed <think> tags through LiteLLM",
@@ -251,7 +249,6 @@ SCENARIOS: list[Scenario] = [
         "sjtu:deepseek-reasoner", "litellm", upstream="reasoner",
         wire=Wire(content=True, provider_specific_fields=True),
         client=Client(content=True, reasoning=True),
-        sim_gap="its SJTU answers carry no provider_specific_fields",
     ),
     Scenario(
         "bad-key", "a wrong key is a 401 naming the key", "sjtu:deepseek-chat", "litellm",
@@ -264,7 +261,6 @@ SCENARIOS: list[Scenario] = [
         "sjtu:deepseek-chatt", "litellm",
         wire=Wire(status=400, error_says=("invalid model name",)),
         client=Client(error="BadRequestError", says=("campusllm models sjtu",)),
-        sim_gap="it answers 404 model_not_found where LiteLLM answers 400 'Invalid model name'",
     ),
     Scenario(
         "key-rpm", "the key's own RPM limit: 429 with retry-after", "sjtu:deepseek-chat",
@@ -280,8 +276,7 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=429, numeric_headers=("llm_provider-retry-after",)),
         client=Client(error="RateLimitError", retry_after_min=1.0,
                       vias=("langchain", "llamaindex")),
-        sim_gap="it has no router-level limit; its 429s carry retry-after only",
-        sim_client_fails=True,
+        sim_setup=(("inject", {"kind": "router_429", "times": 10}),),
     ),
     Scenario(
         "gateway-408", "the model server is slower than LiteLLM's timeout: HTTP 408",
@@ -289,8 +284,7 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=408, error_says=("timeout",)),
         client=Client(error="TimeoutError", says=("slow",), max_attempts=2, max_retries=3,
                       vias=("langchain", "llamaindex")),
-        sim_gap="it has no gateway timeout (408); a slow model only delays its first byte",
-        sim_client_fails=True,
+        sim_setup=(("inject", {"kind": "gateway_408", "times": 10, "delay_s": 0.2}),),
     ),
     Scenario(
         # An error event in a stream is the gateway's error for its code (LiteLLM: "500"),
@@ -299,15 +293,15 @@ SCENARIOS: list[Scenario] = [
         "sjtu:peer-dies", "litellm", stream=True, upstream="dies",
         wire=Wire(stream_error_event=True),
         client=Client(error="ServerError", partial=True),
-        sim_setup=(("inject", {"kind": "error_mid_stream", "status": 500, "after_chunks": 3}),),
+        # the role chunk and three pieces of the answer, then LiteLLM's error event
+        sim_setup=(("inject", {"kind": "error_mid_stream", "after_chunks": 4}),),
     ),
     Scenario(
         "context-vllm", "a prompt over the context window, as vLLM words it through LiteLLM",
         "sjtu:peer-context", "litellm", upstream="context",
+        body={"max_tokens": 40000},  # with the prompt, over the 32768 tokens of the model
         wire=Wire(status=400, error_says=("context",)),
         client=Client(error="BadRequestError", says=("context window",)),
-        sim_gap="it does not check prompts against the context window",
-        sim_client_fails=True,
     ),
     Scenario(
         "backend-credentials", "the gateway's own upstream key fails: not the user's key",
@@ -315,8 +309,7 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=401, error_says=("authenticationerror",)),
         client=Client(error="AuthenticationError", says=("gateway",),
                       never_says=("sjtu_api_key",)),
-        sim_gap="it has no upstream behind its gateway",
-        sim_client_fails=True,
+        sim_setup=(("inject", {"kind": "upstream_401", "times": 10}),),
     ),
     Scenario(
         "validation-500", "a 500 whose body rejects our request is not 'gateway overloaded'",
@@ -324,8 +317,7 @@ SCENARIOS: list[Scenario] = [
         wire=Wire(status=500, error_says=("valid string",)),
         client=Client(error="BadRequestError", never_says=("overloaded",), max_attempts=1,
                       vias=("caller",)),
-        sim_gap="it accepts an assistant message with content: null",
-        sim_client_fails=True,
+        sim_setup=(("inject", {"kind": "reject_null_content", "times": 10}),),
     ),
     Scenario(
         "connection-drop", "the connection drops halfway through the answer",
@@ -372,7 +364,6 @@ SCENARIOS: list[Scenario] = [
         messages=STORY, body=_REASON,
         wire=Wire(content=True, reasoning_field=True, leading_ws=True),
         client=Client(content=True, reasoning=True, no_leading_ws=True),
-        sim_gap="its answers after reasoning_content never start with blank lines",
     ),
     Scenario(
         "llama-think-tags", "--reasoning-format none: <think>...</think> stays in content",
@@ -393,8 +384,6 @@ SCENARIOS: list[Scenario] = [
         thinking=False,
         wire=Wire(content=True, content_has=("</think>",)),
         client=Client(content=True, reasoning=False, no_tags=True),
-        sim_gap="with thinking off it sends no tags; llama-server echoes the empty "
-        "<think></think> block the template wrote",
     ),
     Scenario(
         "llama-json-schema", "response_format json_schema is enforced by a grammar",
@@ -416,8 +405,6 @@ SCENARIOS: list[Scenario] = [
         "llamacpp:smollm2-chat", "llama:chat", messages=LONG, body=_GREEDY,
         wire=Wire(status=400, error_says=("context size",)),
         client=Client(error="BadRequestError", says=("context window",)),
-        sim_gap="it does not check prompts against the context window",
-        sim_client_fails=True,
     ),
     Scenario(
         "llama-embeddings", "--embeddings --pooling mean", "llamacpp:smollm2-embed",

@@ -28,6 +28,8 @@ from campusllm.sim import SIM_KEY
 @pytest.fixture
 def sim_target(sim: Any) -> Iterator[Target]:
     def prepare(s: Scenario) -> None:
+        # The llamacpp provider describes llama-server; SJTU answers as LiteLLM by default.
+        sim.set_gateway("llamacpp", "llama.cpp")
         for method, kwargs in s.sim_setup:
             getattr(sim, method)(**kwargs)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import json
 import math
 import os
@@ -523,7 +524,9 @@ def test_requires_user_message_model_answers_system_only_with_nothing(sim: Simul
     assert post(sim, provider, "/chat/completions", body).json()["choices"][0]["message"]["content"]
 
 
-def test_image_on_non_vision_model_is_400_and_unknown_model_404(sim: Simulator) -> None:
+def test_image_on_non_vision_model_is_400_and_unknown_model_as_the_gateway_says(
+    sim: Simulator,
+) -> None:
     provider, model = chat_model(lambda m: not m.vision)
     img = [
         {
@@ -538,8 +541,22 @@ def test_image_on_non_vision_model_is_400_and_unknown_model_404(sim: Simulator) 
         post(sim, provider, "/chat/completions", {"model": model, "messages": img}).status_code
         == 400
     )
-    r = post(sim, provider, "/chat/completions", {"model": "no-such-model", "messages": say("x")})
+    # vLLM (through one-api): 404 model_not_found
+    r = post(sim, "oneapi", "/chat/completions", {"model": "no-such-model", "messages": say("x")})
     assert r.status_code == 404 and "model not found" in r.json()["error"]["message"]
+    # SJTU's LiteLLM proxy: 400 "Invalid model name", streamed or not, on every route
+    for path, stream in (("/chat/completions", False), ("/chat/completions", True)):
+        body = {"model": "deepseek-chatt", "messages": say("x"), "stream": stream}
+        r = post(sim, "sjtu", path, body)
+        err = r.json()["error"]
+        assert r.status_code == 400 and err["code"] == "400", r.text
+        assert err["message"] == (
+            f"{path}: Invalid model name passed in model=deepseek-chatt. "
+            "Call `/v1/models` to view available models for your key."
+        )
+        assert err["provider_specific_fields"] == {"error": err["message"]}
+    r = post(sim, "sjtu", "/embeddings", {"model": "nope", "input": "x"})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("/embeddings: ")
 
 
 def test_scripted_replies_are_served_in_order(sim: Simulator) -> None:
@@ -683,7 +700,7 @@ def test_rpm_limit_gives_429_with_retry_after_then_recovers(
     clocked_sim: Simulator, clock: ManualClock
 ) -> None:
     sim = clocked_sim
-    provider, model = chat_model()
+    provider, model = chat_model(provider="oneapi")  # vLLM behind one-api
     sim.set_limits(provider, rpm=2, window_s=60)
     body = {"model": model, "messages": say("x")}
     codes = [post(sim, provider, "/chat/completions", body) for _ in range(3)]
@@ -703,18 +720,64 @@ def test_rpm_limit_gives_429_with_retry_after_then_recovers(
     assert post(sim, provider, "/chat/completions", body).status_code == 200
 
 
-def test_tpm_limit_counts_prompt_tokens(clocked_sim: Simulator, clock: ManualClock) -> None:
+def test_sjtu_key_limit_answers_like_litellm(clocked_sim: Simulator, clock: ManualClock) -> None:
+    # LiteLLM's key-level limiter: retry-after is always the whole window, with the limit
+    # type and reset time in headers of their own and the hashed key in the message.
     sim = clocked_sim
-    provider, model = chat_model()
+    sim.set_limits("sjtu", rpm=2, window_s=60)
+    body = {"model": "deepseek-chat", "messages": say("x")}
+    codes = [post(sim, "sjtu", "/chat/completions", body) for _ in range(3)]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    clock.advance(59.5)
+    r = post(sim, "sjtu", "/chat/completions", body)
+    assert r.status_code == 429 and r.headers["retry-after"] == "60"
+    assert r.headers["rate_limit_type"] == "requests" and r.headers["reset_at"].endswith(" UTC")
+    err = r.json()["error"]
+    assert (err["type"], err["code"], err["param"]) == ("throttling_error", "429", None)
+    assert err["message"].startswith("Rate limit exceeded for api_key: ")
+    assert (
+        "Limit type: requests. Current limit: 2, Remaining: 0. Limit resets at: "
+        in (err["message"])
+    )
+    assert SIM_KEY not in r.text
+
+
+def test_tpm_counts_the_prompt_then_the_answer(clocked_sim: Simulator, clock: ManualClock) -> None:
+    # A gateway counts prompt + completion tokens against TPM (LiteLLM: the response's
+    # total_tokens): the prompt when the request is admitted, the answer once it was sent.
+    sim = clocked_sim
+    provider, model = chat_model(provider="oneapi")
     sim.retry_after = False
-    sim.set_limits(provider, tpm=30, window_s=5)
-    body = {"model": model, "messages": say("字" * 20)}
-    assert post(sim, provider, "/chat/completions", body).status_code == 200
-    clock.advance(4.5)  # still inside the window: the first request's tokens still count
-    r = post(sim, provider, "/chat/completions", body)
+    sim.set_limits(provider, tpm=60, window_s=5)
+    short = {"model": model, "messages": say("字" * 10)}  # 10 tokens in
+    sim.script(model, [{"content": "答" * 40}])  # 40 tokens out: 50 of 60 used
+    first = post(sim, provider, "/chat/completions", short)
+    assert first.status_code == 200 and first.json()["usage"]["completion_tokens"] == 40
+    clock.advance(1.0)
+    # 50 + 10 fits; had only the input been charged (10), a prompt of 45 would fit as well
+    r = post(sim, provider, "/chat/completions", {"model": model, "messages": say("字" * 45)})
     assert r.status_code == 429 and "Retry-After" not in r.headers
-    clock.advance(0.5)
-    assert post(sim, provider, "/chat/completions", body).status_code == 200
+    assert "tpm=60" in r.json()["error"]["message"]
+    clock.advance(4.0)  # the first request and its answer leave the window
+    assert post(sim, provider, "/chat/completions", short).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_streamed_answer_is_charged_at_its_end_and_a_broken_one_not(
+    clocked_sim: Simulator, clock: ManualClock, stream: bool
+) -> None:
+    sim = clocked_sim
+    provider, model = chat_model(provider="oneapi")
+    sim.set_limits(provider, tpm=100, window_s=60)
+    body = {"model": model, "messages": say("字" * 10), "stream": stream}
+    sim.script(model, [{"content": "答" * 50}, {"content": "答" * 50}, {"content": "答" * 20}])
+    sim.inject("truncate_stream" if stream else "reset_mid_stream", after_chunks=2)
+    with contextlib.suppress(httpx.HTTPError):
+        post(sim, provider, "/chat/completions", body)  # broken: only its 10 tokens in count
+    assert post(sim, provider, "/chat/completions", body).status_code == 200  # 10 + 60
+    assert post(sim, provider, "/chat/completions", body).status_code == 200  # 70 + 30 = 100
+    over = post(sim, provider, "/chat/completions", body)  # 100 + 10: the answers count
+    assert over.status_code == 429 and "tpm=100" in over.json()["error"]["message"]
 
 
 def test_enforce_limits_uses_the_catalogued_rpm(clock: ManualClock) -> None:
@@ -829,7 +892,7 @@ def test_error_mid_stream_sends_the_gateway_error_after_some_chunks(
 ) -> None:
     import openai
 
-    provider, model = chat_model()
+    provider, model = chat_model(provider="oneapi")
     body = {
         "model": model,
         "messages": say("x"),
@@ -870,6 +933,19 @@ def test_error_mid_stream_sends_the_gateway_error_after_some_chunks(
     assert r.status_code == 502 and r.json()["error"]["code"] == "502"
     assert post(sim, provider, "/chat/completions", body).status_code == 200
     assert sim.stats["faults"] == 3
+
+
+def test_error_mid_stream_behind_litellm_is_litellms_error_object(sim: Simulator) -> None:
+    # What LiteLLM 1.108 wrote when the model server behind it died mid-stream.
+    body = {"model": "deepseek-chat", "messages": say("x"), "stream": True, "sim": {"chunks": 9}}
+    sim.inject("error_mid_stream", after_chunks=4)
+    r, raw = stream_raw(sim, "sjtu", body)
+    *answer, last = [e for e in raw.split("\n\n") if e]
+    assert len(answer_chunks(answer)) == 4 and "[DONE]" not in raw
+    assert last == (
+        'data: {"error": {"message": "litellm.APIConnectionError: APIConnectionError: '
+        'OpenAIException - Connection error.", "type": null, "param": null, "code": "500"}}'
+    )
 
 
 def test_truncate_stream_ends_cleanly_without_finish_reason_or_done(sim: Simulator) -> None:

@@ -6,7 +6,11 @@ behaviour: call the tools the user names, quote tool results back, follow the
 ``response_format``, else echo the question. Reasoning comes in the model's registry shape
 (overridable per request with the ``X-Sim-Reasoning-Shape`` header) and only when thinking is
 on for that request; the gateways' own refusals (no vision, no tools, DeepSeek's missing
-``reasoning_content``) are reproduced word for word.
+``reasoning_content``, a prompt over the context window) are reproduced word for word. The
+provider's gateway software (:mod:`campusllm.sim.gateways`) then shapes the answer as it
+reaches the client: LiteLLM moves a non-streamed think block into ``reasoning_content`` and
+adds its fields, llama-server keeps the blank lines after ``</think>``. An explicit
+``X-Sim-Reasoning-Shape`` asks for a wire shape as the client gets it, so it skips that step.
 """
 
 from __future__ import annotations
@@ -19,8 +23,15 @@ from ..registry import ModelSpec, ProviderSpec
 from ..tokens import estimate_tokens
 from ..wire import has_image
 from .faults import Fault, send_body, send_events, send_raw_sse
+from .gateways import GATEWAYS, Gateway
 from .http import Handler, error_body
-from .replays import find_replay, fixture_bytes, fixture_sse, reply_from_fixture
+from .replays import (
+    find_replay,
+    fixture_bytes,
+    fixture_sse,
+    replayed_tokens,
+    reply_from_fixture,
+)
 from .replies import (
     SHAPES,
     Reply,
@@ -30,7 +41,7 @@ from .replies import (
     prompt_tokens,
     stream_events,
 )
-from .routes import lookup_model
+from .routes import check_context, lookup_model
 from .sampling import choose_tools, sample_from_schema
 from .state import SimState
 
@@ -49,41 +60,53 @@ VLLM_NO_TOOLS = (
 
 
 def chat(
-    state: SimState, h: Handler, provider: ProviderSpec, body: dict[str, Any], fault: Fault | None
-) -> None:
-    """``POST /chat/completions``, streamed or not."""
+    state: SimState,
+    h: Handler,
+    provider: ProviderSpec,
+    body: dict[str, Any],
+    fault: Fault | None,
+    gateway: Gateway = GATEWAYS["vllm"],
+) -> int:
+    """``POST /chat/completions``, streamed or not.
+
+    Returns the tokens of the answer sent (0 when none was), for the quota's TPM.
+    """
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         h.send_json(400, error_body("messages must be a non-empty list", param="messages"))
-        return
+        return 0
     stream = bool(body.get("stream"))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     replay = find_replay(provider, body)
     if replay is not None:
         state.count("replays")
         rp, synthesise = replay
-        if not synthesise:
-            if rp.stream:
-                return send_raw_sse(h, fixture_sse(rp.fixture), fault)
-            return send_body(h, fixture_bytes(rp.fixture), fault)
+        if not synthesise and rp.stream:
+            send_raw_sse(h, fixture_sse(rp.fixture), fault, gateway)
+            return replayed_tokens(rp.fixture)
         reply = reply_from_fixture(rp.fixture, state.next_id("chatcmpl"))
+        if not synthesise:
+            send_body(h, fixture_bytes(rp.fixture), fault)
+            return reply.completion_tokens()
         events = stream_events(
             reply, include_usage=include_usage, prompt_tokens=prompt_tokens(body)
         )
-        return send_events(h, events, fault)
+        send_events(h, events, fault, gateway=gateway)
+        return reply.completion_tokens()
 
     name = str(body.get("model", ""))
-    spec = lookup_model(h, provider, name, "chat")
+    spec = lookup_model(h, provider, name, "chat", gateway)
     tools = body.get("tools") or []
     if has_image(messages) and not spec.vision:
         h.send_json(
             400, error_body(f"{name} is not a multimodal model; image input is not supported.")
         )
-        return
+        return 0
     if tools and not spec.tools:
         h.send_json(400, error_body(VLLM_NO_TOOLS))
-        return
-    thinking, shape = _thinking(h, spec, name, body)
+        return 0
+    check_context(h, spec, name, body, gateway)
+    thinking, shape, as_asked = _thinking(h, spec, name, body)
     if thinking and spec.reasoning.passback == "reasoning_content":
         for i, m in enumerate(messages):
             if (
@@ -93,7 +116,7 @@ def chat(
                 and "reasoning_content" not in m
             ):
                 h.send_json(400, error_body(DEEPSEEK_MISSING_REASONING.format(index=i)))
-                return
+                return 0
     sim_opts = body.get("sim") if isinstance(body.get("sim"), dict) else {}
     assert isinstance(sim_opts, dict)
     reply = Reply(content="", model=name, id=state.next_id("chatcmpl"), shape=shape)
@@ -114,15 +137,47 @@ def chat(
         reply.reasoning = ""
     if reply.reasoning and reply.shape == "none":
         reply.shape = "reasoning_content"
+    if not as_asked:
+        _as_the_gateway_sends_it(reply, gateway, spec, thinking)
     ptoks = prompt_tokens(body)
     if stream:
-        events = stream_events(reply, include_usage=include_usage, prompt_tokens=ptoks)
-        return send_events(h, events, fault, reply.delay_s)
-    send_body(h, completion_body(reply, prompt_tokens=ptoks), fault)
+        events = stream_events(
+            reply,
+            include_usage=include_usage,
+            prompt_tokens=ptoks,
+            first_content=None if gateway.null_first_delta and not as_asked else "",
+        )
+        send_events(h, events, fault, reply.delay_s, gateway)
+    else:
+        out = completion_body(reply, prompt_tokens=ptoks)
+        send_body(h, out if as_asked else gateway.finish_body(out), fault)
+    return reply.completion_tokens()
 
 
-def _thinking(h: Handler, spec: ModelSpec, name: str, body: dict[str, Any]) -> tuple[bool, str]:
-    """Whether this request thinks, and the reasoning shape its answer uses."""
+def _as_the_gateway_sends_it(
+    reply: Reply, gateway: Gateway, spec: ModelSpec, thinking: bool
+) -> None:
+    """What the provider's gateway software does to the model's turn on its way out."""
+    rs = spec.reasoning
+    if gateway.name == "litellm" and reply.shape == "reasoning":
+        reply.shape = "reasoning_content"  # LiteLLM names both fields reasoning_content
+    if gateway.blank_after_reasoning and reply.reasoning and reply.content:
+        if reply.shape in ("reasoning_content", "reasoning"):
+            # The model wrote "</think>\n\n"; the reasoning parser took only the tag away.
+            reply.content = "\n\n" + reply.content
+    closes_at_once = rs.shape != "none" and rs.toggle in ("enable_thinking", "thinking")
+    if gateway.echo_closed_think and not thinking and closes_at_once and not reply.reasoning:
+        # With thinking off the template writes an empty block; llama-server passes it on
+        # (its reasoning parser, when there is one, removes only the tags).
+        tags = reply.shape in ("think_tags", "think_open")
+        reply.content = ("<think>\n\n</think>\n\n" if tags else "\n\n") + reply.content
+
+
+def _thinking(
+    h: Handler, spec: ModelSpec, name: str, body: dict[str, Any]
+) -> tuple[bool, str, bool]:
+    """Whether this request thinks, the reasoning shape its answer uses, and whether that
+    shape was asked for with ``X-Sim-Reasoning-Shape``."""
     rs = spec.reasoning
     explicit: bool | None = None
     ctk = body.get("chat_template_kwargs")
@@ -161,7 +216,7 @@ def _thinking(h: Handler, spec: ModelSpec, name: str, body: dict[str, Any]) -> t
         on = explicit is not False and override != "none"
     if shape == "none":
         on = False
-    return on, shape
+    return on, shape, override in SHAPES
 
 
 def _apply_script(reply: Reply, s: dict[str, Any]) -> None:

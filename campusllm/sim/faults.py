@@ -24,6 +24,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from .gateways import (
+    GATEWAYS,
+    Gateway,
+    has_null_content,
+    litellm_router_429,
+    litellm_timeout_408,
+    litellm_upstream_401,
+)
 from .http import Abort, Handler, error_body
 from .replies import DONE
 
@@ -48,7 +56,12 @@ FAULT_KINDS = (
     "error_mid_stream",
     "error_event_mid_stream",
     "truncate_stream",
+    "router_429",
+    "gateway_408",
+    "upstream_401",
+    "reject_null_content",
 )
+_VLLM = GATEWAYS["vllm"]
 
 # new-api's wording when its upstream pool is saturated, sent with HTTP 200.
 _SATURATED = "当前分组上游负载已饱和，请稍后再试 (request id: sim)"
@@ -106,10 +119,16 @@ class FaultQueue:
         with self._lock:
             self._faults.append(fault)
 
-    def take(self, path: str) -> Fault | None:
-        """The first fault matching ``path`` (one of its ``times`` used up), else ``None``."""
+    def take(self, path: str, body: Any = None) -> Fault | None:
+        """The first fault matching ``path`` (one of its ``times`` used up), else ``None``.
+
+        A ``reject_null_content`` fault waits for a request whose ``body`` has an assistant
+        message with ``content: null``.
+        """
         with self._lock:
             for f in self._faults:
+                if f.kind == "reject_null_content" and has_null_content(body) is None:
+                    continue
                 if f.path_contains is None or f.path_contains in path:
                     f.times -= 1
                     if f.times <= 0:
@@ -127,15 +146,28 @@ def _event(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
 
-def before_response(h: Handler, fault: Fault, *, stream: bool, retry_after: bool) -> None:
+def before_response(
+    h: Handler,
+    fault: Fault,
+    *,
+    stream: bool,
+    retry_after: bool,
+    gateway: Gateway = _VLLM,
+    body: Any = None,
+) -> None:
     """Apply the faults that replace the response entirely (they raise :class:`Abort`).
 
     ``slow_first_byte`` only waits, on real time (a client's read timeout is real), and lets
-    the request go on; kinds applied while answering are left alone.
+    the request go on; kinds applied while answering are left alone. ``body``: the request,
+    parsed (its model is named in LiteLLM's errors).
     """
     kind = fault.kind
+    model = str(body.get("model", "")) if isinstance(body, dict) else ""
     if kind == "slow_first_byte":
         time.sleep(fault.delay_s)
+    elif kind in ("router_429", "gateway_408", "upstream_401", "reject_null_content"):
+        _send_gateway_failure(h, fault, gateway, model, body, stream=stream)
+        raise Abort
     elif kind == "reset":
         h.hang_up(rst=True)
     elif kind == "status":
@@ -153,8 +185,27 @@ def before_response(h: Handler, fault: Fault, *, stream: bool, retry_after: bool
         raise Abort
     elif kind in ("error_mid_stream", "error_event_mid_stream") and not stream:
         # Without a stream there is nothing to interrupt: the error is the whole response.
-        h.send_json(fault.status, _mid_stream_error(fault))
+        h.send_json(fault.status, gateway.mid_stream_error(fault.status))
         raise Abort
+
+
+def _send_gateway_failure(
+    h: Handler, fault: Fault, gateway: Gateway, model: str, body: Any, *, stream: bool
+) -> None:
+    """The failures LiteLLM reports for its router or its upstream (see ``Simulator.inject``)."""
+    if fault.kind == "router_429":
+        ra = fault.retry_after_s if fault.retry_after_s is not None else 60.0
+        err, headers = litellm_router_429(model, ra)
+        h.send_json(429, err, headers)
+    elif fault.kind == "gateway_408":
+        time.sleep(fault.delay_s)  # the gateway waited this long for its upstream
+        err, headers = litellm_timeout_408(model, fault.delay_s, stream=stream)
+        h.send_json(408, err, headers)
+    elif fault.kind == "upstream_401":
+        h.send_json(401, litellm_upstream_401(model))
+    else:
+        status, err = gateway.null_content_error(model, has_null_content(body) or 0)
+        h.send_json(status, err)
 
 
 def _send_status(h: Handler, fault: Fault, *, retry_after: bool) -> None:
@@ -170,13 +221,6 @@ def _send_status(h: Handler, fault: Fault, *, retry_after: bool) -> None:
     else:
         typ = "rate_limit_error" if st == 429 else "server_error"
         h.send_json(st, error_body(f"simulated upstream error ({st})", typ, st), headers)
-
-
-def _mid_stream_error(fault: Fault) -> dict[str, Any]:
-    """The error LiteLLM's proxy writes when its upstream fails (``code``: the status, as text)."""
-    st = fault.status
-    typ = "rate_limit_error" if st == 429 else "server_error"
-    return error_body(f"simulated upstream error mid-stream ({st})", typ, str(st))
 
 
 def _is_body_event(event: bytes) -> bool:
@@ -199,9 +243,16 @@ def _answer_events(events: Sequence[bytes], n: int) -> list[bytes]:
 
 
 def send_events(
-    h: Handler, events: Sequence[bytes], fault: Fault | None, delay_s: float = 0.0
+    h: Handler,
+    events: Sequence[bytes],
+    fault: Fault | None,
+    delay_s: float = 0.0,
+    gateway: Gateway = _VLLM,
 ) -> None:
-    """Stream ``events`` as SSE, broken the way ``fault`` says (``delay_s``: real time)."""
+    """Stream ``events`` as SSE, broken the way ``fault`` says (``delay_s``: real time).
+
+    ``gateway`` words the error event of ``error_mid_stream`` and ``error_event_mid_stream``.
+    """
     h.count("streams")
     kind = fault.kind if fault is not None else None
     if fault is not None and kind == "reset_mid_stream":
@@ -211,7 +262,7 @@ def send_events(
     if fault is not None and kind in ("error_mid_stream", "error_event_mid_stream"):
         # The answer so far, then the error as one more event; the body ends properly and
         # the connection closes, with neither a finish_reason nor [DONE].
-        err = _event(_mid_stream_error(fault))
+        err = _event(gateway.mid_stream_error(fault.status))
         if kind == "error_event_mid_stream":
             err = b"event: error\n" + err
         h.start_sse(close=True)
@@ -230,9 +281,9 @@ def send_events(
     h.send_sse(events, delay_s=delay_s)
 
 
-def send_raw_sse(h: Handler, data: bytes, fault: Fault | None) -> None:
+def send_raw_sse(h: Handler, data: bytes, fault: Fault | None, gateway: Gateway = _VLLM) -> None:
     """Stream an SSE body kept as bytes (a replayed example), event by event."""
-    send_events(h, [e + b"\n\n" for e in data.split(b"\n\n") if e], fault)
+    send_events(h, [e + b"\n\n" for e in data.split(b"\n\n") if e], fault, gateway=gateway)
 
 
 def send_body(h: Handler, obj: Any, fault: Fault | None) -> None:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..registry import ProviderSpec
-from .http import Handler, error_body
+from .gateways import GATEWAYS, Gateway
+from .http import Handler
 
 __all__ = ["Limit", "Quotas", "Refusal", "retry_after_header", "send_too_many"]
 
@@ -36,22 +37,25 @@ class Limit:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a request was refused: ``which`` limit, and how long until it would fit.
+    """Why a request was refused: ``which`` limit, how long until it would fit, the window.
 
     Example:
-        >>> Refusal(wait_s=12.5, which="rpm=10").which
+        >>> Refusal(wait_s=12.5, which="rpm=10", window_s=60.0).which
         'rpm=10'
     """
 
     wait_s: float
     which: str
+    window_s: float
 
 
 class Quotas:
-    """The limits of every provider and each key's window of admitted requests (thread-safe).
+    """The limits of every provider and each key's windows of requests and tokens (thread-safe).
 
     Limits set with :meth:`set` apply to their provider; with ``enforce_catalogued`` the
-    registry's own RPM/TPM apply to every other provider, over ``window_s`` seconds.
+    registry's own RPM/TPM apply to every other provider, over ``window_s`` seconds. Like the
+    gateways (LiteLLM counts a response's ``total_tokens``), TPM counts the prompt when a
+    request is admitted and the answer's tokens once it has been sent (:meth:`charge`).
 
     Example:
         >>> from campusllm.clock import ManualClock
@@ -63,7 +67,7 @@ class Quotas:
         >>> quotas.admit(sjtu, "sk-sim-local", tokens=5) is None
         True
         >>> quotas.admit(sjtu, "sk-sim-local", tokens=5)
-        Refusal(wait_s=60.0, which='rpm=1')
+        Refusal(wait_s=60.0, which='rpm=1', window_s=60.0)
         >>> clock.advance(60.0)
         >>> quotas.admit(sjtu, "sk-sim-local", tokens=5) is None
         True
@@ -81,8 +85,10 @@ class Quotas:
         self.enforce_catalogued = enforce_catalogued
         self._lock = threading.Lock()
         self._limits: dict[str, Limit] = {}
-        # (provider, key digest) -> (admitted at, tokens) oldest first
-        self._windows: dict[tuple[str, str], collections.deque[tuple[float, int]]] = {}
+        # (provider, key digest) -> when each request was admitted, oldest first
+        self._requests: dict[tuple[str, str], collections.deque[float]] = {}
+        # (provider, key digest) -> (when, tokens) charged: prompts and answers, oldest first
+        self._tokens: dict[tuple[str, str], collections.deque[tuple[float, int]]] = {}
 
     def set(
         self,
@@ -95,16 +101,19 @@ class Quotas:
         """Limit ``provider`` per key, starting with empty windows."""
         with self._lock:
             self._limits[provider] = Limit(rpm, tpm, window_s or self.window_s)
-            for k in [k for k in self._windows if k[0] == provider]:
-                del self._windows[k]
+            for windows in (self._requests, self._tokens):
+                for k in [k for k in windows if k[0] == provider]:
+                    del windows[k]
 
     def clear(self) -> None:
         """Forget every explicit limit and every window."""
         with self._lock:
             self._limits.clear()
-            self._windows.clear()
+            self._requests.clear()
+            self._tokens.clear()
 
-    def _limit_for(self, provider: ProviderSpec) -> Limit | None:
+    def limit_for(self, provider: ProviderSpec) -> Limit | None:
+        """The limit ``provider``'s keys are held to now, if any."""
         lim = self._limits.get(provider.name)
         if lim is None and self.enforce_catalogued:
             pl = provider.limits
@@ -112,31 +121,70 @@ class Quotas:
                 lim = Limit(pl.rpm, pl.tpm, self.window_s)
         return lim
 
+    def _windows(
+        self, provider: str, key: str, lim: Limit
+    ) -> tuple[collections.deque[float], collections.deque[tuple[float, int]], float]:
+        """The key's two windows, emptied of what has left them, and the time now."""
+        # Keys are kept only as digests: the simulator never holds a caller's secret.
+        kid = (provider, hashlib.sha256(key.encode()).hexdigest()[:16])
+        reqs = self._requests.setdefault(kid, collections.deque())
+        toks = self._tokens.setdefault(kid, collections.deque())
+        now = self.clock.monotonic()
+        while reqs and reqs[0] <= now - lim.window_s:
+            reqs.popleft()
+        while toks and toks[0][0] <= now - lim.window_s:
+            toks.popleft()
+        return reqs, toks, now
+
     def admit(self, provider: ProviderSpec, key: str, tokens: int) -> Refusal | None:
-        """``None`` (and the request counted) when it fits the key's window, else a refusal."""
+        """``None`` (and the request counted) when it fits the key's windows, else a refusal.
+
+        ``tokens``: the request's input; a request bigger than the TPM is admitted alone, once
+        the window is empty.
+        """
         with self._lock:
-            lim = self._limit_for(provider)
+            lim = self.limit_for(provider)
             if lim is None or not (lim.rpm or lim.tpm):
                 return None
-            # Keys are kept only as digests: the simulator never holds a caller's secret.
-            kid = hashlib.sha256(key.encode()).hexdigest()[:16]
-            win = self._windows.setdefault((provider.name, kid), collections.deque())
-            now = self.clock.monotonic()
-            while win and win[0][0] <= now - lim.window_s:
-                win.popleft()
-            if lim.rpm and len(win) >= lim.rpm:
-                return Refusal(win[len(win) - lim.rpm][0] + lim.window_s - now, f"rpm={lim.rpm}")
-            if lim.tpm and win:
-                used = sum(t for _, t in win)
+            reqs, toks, now = self._windows(provider.name, key, lim)
+            if lim.rpm and len(reqs) >= lim.rpm:
+                wait = reqs[len(reqs) - lim.rpm] + lim.window_s - now
+                return Refusal(wait, f"rpm={lim.rpm}", lim.window_s)
+            if lim.tpm and toks:
+                used = sum(t for _, t in toks)
                 if used + tokens > lim.tpm:
                     freed = 0
-                    for ts, t in win:
+                    for ts, t in toks:
                         freed += t
                         if used - freed + tokens <= lim.tpm:
-                            return Refusal(ts + lim.window_s - now, f"tpm={lim.tpm}")
-                    return Refusal(win[-1][0] + lim.window_s - now, f"tpm={lim.tpm}")
-            win.append((now, tokens))
+                            return Refusal(ts + lim.window_s - now, f"tpm={lim.tpm}", lim.window_s)
+                    last = toks[-1][0] + lim.window_s - now
+                    return Refusal(last, f"tpm={lim.tpm}", lim.window_s)
+            reqs.append(now)
+            toks.append((now, tokens))
             return None
+
+    def charge(self, provider: ProviderSpec, key: str, tokens: int) -> None:
+        """Count ``tokens`` more against the key's TPM now: the answer of an admitted request.
+
+        Example:
+            >>> from campusllm.clock import ManualClock
+            >>> from campusllm.registry import get_registry
+            >>> quotas = Quotas(ManualClock(), window_s=60.0)
+            >>> quotas.set("sjtu", tpm=100)
+            >>> sjtu = get_registry().provider("sjtu")
+            >>> quotas.admit(sjtu, "sk-sim-local", tokens=10) is None
+            True
+            >>> quotas.charge(sjtu, "sk-sim-local", 85)  # a long answer: 95 of 100 used
+            >>> quotas.admit(sjtu, "sk-sim-local", tokens=10).which
+            'tpm=100'
+        """
+        with self._lock:
+            lim = self.limit_for(provider)
+            if lim is None or not lim.tpm or tokens <= 0:
+                return
+            _, toks, now = self._windows(provider.name, key, lim)
+            toks.append((now, tokens))
 
 
 def retry_after_header(wait_s: float) -> str:
@@ -149,18 +197,24 @@ def retry_after_header(wait_s: float) -> str:
     return f"{math.ceil(wait_s * 100) / 100:.2f}" if wait_s < 1 else str(math.ceil(wait_s))
 
 
-def send_too_many(h: Handler, provider: str, refusal: Refusal, *, retry_after: bool) -> None:
-    """The gateway's 429 for ``refusal`` (with Retry-After unless ``retry_after`` is off)."""
+def send_too_many(
+    h: Handler,
+    provider: str,
+    refusal: Refusal,
+    *,
+    retry_after: bool,
+    key: str = "",
+    gateway: Gateway = GATEWAYS["vllm"],
+) -> None:
+    """The gateway's 429 for ``refusal`` (with Retry-After unless ``retry_after`` is off).
+
+    Retry-After is the time until the request would fit, except behind a LiteLLM proxy,
+    whose key-level limiter always says the whole window.
+    """
     wait = max(refusal.wait_s, 0.01)
     h.count("rate_limited")
-    headers = [("Retry-After", retry_after_header(wait))] if retry_after else []
-    h.send_json(
-        429,
-        error_body(
-            f"Rate limit reached for {provider} ({refusal.which} per key). "
-            f"Please try again in {wait:.2f}s.",
-            "rate_limit_error",
-            "rate_limit_exceeded",
-        ),
-        headers=headers,
-    )
+    body, headers = gateway.too_many(provider, key, refusal.which, wait, refusal.window_s)
+    if retry_after:
+        ra = f"{refusal.window_s:g}" if gateway.window_retry_after else retry_after_header(wait)
+        headers = [("Retry-After", ra), *headers]
+    h.send_json(429, body, headers=headers)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import ProviderSpec
+from ..tokens import estimate_tokens
 from .replies import Reply, SimToolCall, message_text
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "find_replay",
     "fixture_bytes",
     "fixture_sse",
+    "replayed_tokens",
     "reply_from_fixture",
 ]
 
@@ -141,3 +143,24 @@ def reply_from_fixture(name: str, fallback_id: str) -> Reply:
         finish_reason=choice.get("finish_reason"),
         created=body.get("created", 0),
     )
+
+
+def replayed_tokens(name: str) -> int:
+    """Tokens of the answer in the stream fixture ``name`` (its content and reasoning deltas).
+
+    Example:
+        >>> replayed_tokens("ecnu_plus_hello_stream") > 0
+        True
+    """
+    total = 0
+    for line in json.loads(fixture_bytes(name))["data"]:
+        try:
+            chunk = json.loads(line)
+        except ValueError:
+            continue  # "[DONE]"
+        for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
+            delta = choice.get("delta") or {}
+            for key in ("content", "reasoning_content", "reasoning"):
+                if isinstance(delta.get(key), str) and delta[key]:
+                    total += estimate_tokens(delta[key])
+    return total

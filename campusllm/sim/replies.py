@@ -245,9 +245,17 @@ def _plan(reply: Reply) -> tuple[list[str], list[str]]:
 
 
 def stream_events(
-    reply: Reply, *, include_usage: bool, prompt_tokens: int, done: bool = True
+    reply: Reply,
+    *,
+    include_usage: bool,
+    prompt_tokens: int,
+    done: bool = True,
+    first_content: str | None = "",
 ) -> list[bytes]:
-    """Every SSE event of a streamed chat completion, ``data: [DONE]`` last."""
+    """Every SSE event of a streamed chat completion, ``data: [DONE]`` last.
+
+    ``first_content``: the ``content`` of the first, role-only chunk (llama-server: ``None``).
+    """
     base = {"id": reply.id, "object": "chat.completion.chunk", "created": reply.created}
     base["model"] = reply.model
 
@@ -263,7 +271,7 @@ def stream_events(
 
     r_key = "reasoning" if reply.shape == "reasoning" else "reasoning_content"
     r_pieces, c_pieces = _plan(reply)
-    events = [chunk({"role": "assistant", "content": ""})]
+    events = [chunk({"role": "assistant", "content": first_content})]
     events.extend(chunk({r_key: p}) for p in r_pieces)
     events.extend(chunk({"content": p}) for p in c_pieces)
     events.extend(_tool_call_events(reply, chunk))

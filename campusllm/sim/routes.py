@@ -12,19 +12,24 @@ from typing import Any, NoReturn
 from ..registry import ModelSpec, ProviderSpec
 from ..tokens import estimate_tokens
 from .faults import Fault, send_body, send_events
+from .gateways import GATEWAYS, Gateway
 from .http import Abort, Handler, error_body
 from .replays import fixture_bytes
 from .replies import input_tokens, prompt_tokens, text_completion_body, text_completion_events
 from .state import SimState
 from .vectors import embed_text, encode_embedding, lexical_score
 
-__all__ = ["completions", "embeddings", "lookup_model", "models", "rerank"]
+__all__ = ["check_context", "completions", "embeddings", "lookup_model", "models", "rerank"]
 
 _API_NAMES = {"chat": "chat completions", "embedding": "embeddings", "rerank": "rerank"}
+_API_ROUTES = ("/chat/completions", "/completions", "/embeddings", "/tei/rerank", "/rerank")
+_VLLM = GATEWAYS["vllm"]
 
 
-def lookup_model(h: Handler, provider: ProviderSpec, name: Any, kind: str) -> ModelSpec:
-    """The catalogued model ``name`` of ``kind``, or answer 400/404 as the gateway would."""
+def lookup_model(
+    h: Handler, provider: ProviderSpec, name: Any, kind: str, gateway: Gateway = _VLLM
+) -> ModelSpec:
+    """The catalogued model ``name`` of ``kind``, or answer 400/404 as ``gateway`` would."""
     if not isinstance(name, str) or not name:
         h.send_json(400, error_body("you must provide a model parameter", param="model"))
         raise Abort
@@ -43,13 +48,9 @@ def lookup_model(h: Handler, provider: ProviderSpec, name: Any, kind: str) -> Mo
             )
         )
     if spec is None:
-        h.send_json(
-            404,
-            error_body(
-                f"model not found: The model `{name}` does not exist on {provider.name}.",
-                code="model_not_found",
-            ),
-        )
+        path = h.path.split("?", 1)[0].rstrip("/")
+        route = next((r for r in _API_ROUTES if path.endswith(r)), path)
+        h.send_json(*gateway.unknown_model(route, name, provider.name))
         raise Abort
     if spec.kind != kind:
         h.send_json(
@@ -79,18 +80,44 @@ def models(h: Handler, provider: ProviderSpec) -> None:
     h.send_json(200, {"object": "list", "data": data})
 
 
-def completions(
-    state: SimState, h: Handler, provider: ProviderSpec, body: dict[str, Any], fault: Fault | None
+def check_context(
+    h: Handler, spec: ModelSpec, name: str, body: dict[str, Any], gateway: Gateway
 ) -> None:
-    """``POST /completions``: the legacy text completion some MaaS platforms still serve."""
+    """Refuse (400, as ``gateway`` words it) a request longer than the model's context window.
+
+    vLLM counts the prompt plus ``max_tokens``; llama-server the prompt alone.
+    """
+    if not spec.context_window:
+        return
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    completion = limit if isinstance(limit, int) and limit > 0 else None
+    refusal = gateway.context_overflow(name, spec.context_window, prompt_tokens(body), completion)
+    if refusal is not None:
+        h.send_json(*refusal)
+        raise Abort
+
+
+def completions(
+    state: SimState,
+    h: Handler,
+    provider: ProviderSpec,
+    body: dict[str, Any],
+    fault: Fault | None,
+    gateway: Gateway = _VLLM,
+) -> int:
+    """``POST /completions``: the legacy text completion some MaaS platforms still serve.
+
+    Returns the tokens of the answer sent (0 when none was).
+    """
     name = str(body.get("model", ""))
-    spec = lookup_model(h, provider, name, "chat")
+    spec = lookup_model(h, provider, name, "chat", gateway)
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         prompt = "\n".join(p for p in prompt if isinstance(p, str))
     if not isinstance(prompt, str):
         h.send_json(400, error_body("prompt must be a string or a list of strings", param="prompt"))
-        return
+        return 0
+    check_context(h, spec, name, body, gateway)
     scripted = state.take_script([name, spec.id])
     if scripted is not None:
         text = str(scripted.get("content") or "")
@@ -110,8 +137,11 @@ def completions(
             chunks=sim_opts.get("chunks"),
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         )
-        return send_events(h, events, fault)
-    send_body(h, text_completion_body(text=text, model=name, id=cid, prompt_tokens=ptoks), fault)
+        send_events(h, events, fault, gateway=gateway)
+    else:
+        out = text_completion_body(text=text, model=name, id=cid, prompt_tokens=ptoks)
+        send_body(h, out, fault)
+    return estimate_tokens(text) if text else 0
 
 
 def _bad_input(h: Handler, message: str) -> NoReturn:
@@ -134,11 +164,15 @@ def _embedding_texts(h: Handler, inp: Any) -> list[str]:
 
 
 def embeddings(
-    h: Handler, provider: ProviderSpec, body: dict[str, Any], fault: Fault | None
+    h: Handler,
+    provider: ProviderSpec,
+    body: dict[str, Any],
+    fault: Fault | None,
+    gateway: Gateway = _VLLM,
 ) -> None:
     """``POST /embeddings``: deterministic unit vectors, within the provider's batch limits."""
     name = str(body.get("model", ""))
-    spec = lookup_model(h, provider, name, "embedding")
+    spec = lookup_model(h, provider, name, "embedding", gateway)
     texts = _embedding_texts(h, body.get("input"))
     limit = (
         min(x for x in (provider.embedding_batch, spec.max_batch) if x)
@@ -198,6 +232,7 @@ def rerank(
     *,
     tei: bool,
     fault: Fault | None,
+    gateway: Gateway = _VLLM,
 ) -> None:
     """``POST /rerank`` (Jina/Cohere shape) or ``/tei/rerank`` (TEI shape): lexical scores."""
     name = body.get("model")
@@ -208,7 +243,7 @@ def rerank(
         ) or next((m.id for m in provider.models if m.kind == "rerank"), None)
         if name is None and not provider.models:
             name = "rerank"
-    spec = lookup_model(h, provider, name, "rerank")
+    spec = lookup_model(h, provider, name, "rerank", gateway)
     tei = tei or (spec.rerank_shape == "tei" and "texts" in body)
     query = body.get("query")
     raw_docs = body.get("texts") if tei else body.get("documents")

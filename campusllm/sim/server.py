@@ -7,6 +7,8 @@ faults, scripted replies, the request log). The work is done by the modules arou
 - :mod:`~campusllm.sim.router`: one request's way through record, auth, faults, quotas, route;
 - :mod:`~campusllm.sim.chat` and :mod:`~campusllm.sim.routes`: what each route answers;
 - :mod:`~campusllm.sim.replays`: the providers' documented examples, replayed;
+- :mod:`~campusllm.sim.gateways`: what each gateway software (LiteLLM, vLLM, llama.cpp) says
+  where they differ;
 - :mod:`~campusllm.sim.faults`: injected faults; :mod:`~campusllm.sim.limits`: RPM/TPM quotas;
 - :mod:`~campusllm.sim.state`: the request log, statistics and scripted replies.
 """
@@ -36,10 +38,12 @@ class Simulator:
     """An offline OpenAI-compatible gateway for every provider in the registry.
 
     Serves ``/<provider><base path>/{models,chat/completions,completions,embeddings,rerank,
-    tei/rerank}`` with each provider's auth scheme, model catalog, reasoning shapes and quirks;
-    optional per-key RPM/TPM limits, injected faults, scripted replies and the providers'
-    documented example responses. Any key starting ``sk-sim`` is accepted (``sk-sim-bad`` is
-    rejected, ``sk-sim-forbidden`` gets a 403).
+    tei/rerank}`` with each provider's auth scheme, model catalog, reasoning shapes and quirks,
+    answering as the gateway software the provider runs (SJTU: a LiteLLM proxy; others: vLLM
+    through one-api; see :meth:`set_gateway`); optional per-key RPM/TPM limits, injected
+    faults, scripted replies and the providers' documented example responses. Prompts longer
+    than a model's ``context_window`` are refused as the gateway words it. Any key starting
+    ``sk-sim`` is accepted (``sk-sim-bad`` is rejected, ``sk-sim-forbidden`` gets a 403).
 
     Args:
         host, port: where to listen (``port=0``: any free port, read it back from ``port``).
@@ -209,8 +213,29 @@ class Simulator:
         tpm: int | None = None,
         window_s: float | None = None,
     ) -> None:
-        """Enforce RPM/TPM per key on ``provider`` (``None``: that dimension unlimited)."""
+        """Enforce RPM/TPM per key on ``provider`` (``None``: that dimension unlimited).
+
+        TPM counts what a gateway counts: each request's input when it is admitted, then its
+        answer's tokens once the answer has been sent (a stream's at its end).
+        """
         self._quotas.set(provider, rpm=rpm, tpm=tpm, window_s=window_s)
+
+    def set_gateway(self, provider: str, gateway: str | None) -> None:
+        """Answer for ``provider`` as the gateway software ``gateway`` until :meth:`reset`.
+
+        One of ``"litellm"`` (a LiteLLM proxy in front of vLLM: SJTU's default), ``"vllm"``
+        (vLLM, as one-api passes it on: every other provider's default) or ``"llama.cpp"``
+        (``llama-server``); ``None``: the provider's default again. They differ in the answer
+        to an unknown model, a prompt over the context window, a quota refusal and a failing
+        upstream, in LiteLLM's ``provider_specific_fields`` and its non-streamed think-tag
+        parsing, and in llama-server's blank lines after ``</think>`` and its empty think block
+        when thinking is off.
+
+        Example:
+            >>> with Simulator() as sim:
+            ...     sim.set_gateway("ecnu", "llama.cpp")
+        """
+        self._router.set_gateway(provider, gateway)
 
     def inject(
         self,
@@ -240,22 +265,36 @@ class Simulator:
         - ``slow_first_byte``: wait ``delay_s`` seconds of real time before answering normally.
         - ``error_200``: new-api's "upstream saturated" error with HTTP 200 (as the only SSE
           event, then ``[DONE]``, on a stream).
-        - ``error_mid_stream``: what LiteLLM's proxy sends when the upstream fails during a
+        - ``error_mid_stream``: what a gateway sends when its upstream fails during a
           stream: ``after_chunks`` events of the answer, then
           ``data: {"error": {"message", "type", "param", "code": "<status>"}}`` (``type``:
-          ``server_error``, ``rate_limit_error`` for 429), then the body ends and the
-          connection closes, with neither a ``finish_reason`` nor ``[DONE]``. Without a
-          stream: that error object with HTTP ``status``.
+          ``server_error``, ``rate_limit_error`` for 429; behind LiteLLM see below), then the
+          body ends and the connection closes, with neither a ``finish_reason`` nor
+          ``[DONE]``. Without a stream: that error object with HTTP ``status``.
         - ``error_event_mid_stream``: the same, the error sent as an SSE ``event: error`` line
           followed by its ``data:`` line.
         - ``truncate_stream``: ``after_chunks`` events of the answer, then a clean end of the
           body and of the connection, with neither a ``finish_reason`` nor ``[DONE]`` (an
           upstream that went away quietly). Without a stream, like ``reset_mid_stream``.
+        - ``router_429``: LiteLLM's router with no deployment left under its RPM: a 429 whose
+          only hint is ``llm_provider-retry-after`` (``retry_after_s``, default 60), no
+          ``Retry-After``.
+        - ``gateway_408``: LiteLLM's 408 after waiting ``delay_s`` seconds (real time) for an
+          upstream slower than its timeout; the body says ``litellm.Timeout``.
+        - ``upstream_401``: LiteLLM passing on a 401 from its upstream: the gateway's own
+          key for the model server was refused (``litellm.AuthenticationError``), not the
+          caller's.
+        - ``reject_null_content``: a strict model server's 500 for an assistant message sent
+          with ``content: null`` (llama-cpp-python's validation error; behind LiteLLM,
+          wrapped as ``litellm.InternalServerError``). Waits for a request that has such a
+          message; others pass it by.
 
         For ``error_mid_stream``, ``error_event_mid_stream`` and ``truncate_stream``,
         ``after_chunks`` counts only events that carry part of the answer (the first,
         role-only chunk included); the finish chunk, the usage chunk and ``[DONE]`` never go
-        out.
+        out. A provider behind LiteLLM (SJTU) words the error event as LiteLLM does: for
+        ``status`` 500, ``{"message": "litellm.APIConnectionError: ...", "type": null,
+        "param": null, "code": "500"}``.
 
         ``times`` counts matching requests; faults are taken oldest first. An unknown ``kind``
         raises ``ValueError``.
@@ -264,6 +303,7 @@ class Simulator:
             >>> with Simulator() as sim:
             ...     sim.inject("error_mid_stream", status=503, after_chunks=3)
             ...     sim.inject("truncate_stream", path_contains="/chat/completions")
+            ...     sim.inject("router_429", times=5)
         """
         fault = Fault(kind, times, status, after_chunks, delay_s, path_contains, retry_after_s)
         self._faults.add(fault)
@@ -277,10 +317,12 @@ class Simulator:
         self._state.add_script(model, replies)
 
     def reset(self) -> None:
-        """Forget requests, stats, faults, scripts, explicit limits and limit windows."""
+        """Forget requests, stats, faults, scripts, explicit limits, limit windows and the
+        gateways chosen with :meth:`set_gateway`."""
         self._state.clear()
         self._faults.clear()
         self._quotas.clear()
+        self._router.gateways.clear()
 
     # -- control routes ------------------------------------------------------------------
 
@@ -298,6 +340,8 @@ class Simulator:
                 self.script(args["model"], list(args["replies"]))
             elif name == "limits" and method == "POST":
                 self.set_limits(args.pop("provider"), **args)
+            elif name == "gateway" and method == "POST":
+                self.set_gateway(args["provider"], args.get("gateway"))
             elif name == "reset" and method == "POST":
                 self.reset()
             elif name == "stats":

@@ -103,9 +103,15 @@ PERSON = ({"role": "user", "content": "Give a person named Ann aged 31 as JSON."
 WEATHER_CALL = {"id": "call_1", "type": "function",
                 "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}  # fmt: skip
 # A tool loop's second request, the assistant turn written with content: null.
-TOOL_TURN_NULL = (
+# Valid OpenAI (an assistant turn as content parts) that a strict model server refuses: the
+# client sends it as given, so the gateway's validation 500 is what the user meets.
+TOOL_TURN_PARTS = (
     {"role": "user", "content": "What is the weather in Paris?"},
-    {"role": "assistant", "content": None, "tool_calls": [WEATHER_CALL]},
+    {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Let me check."}],
+        "tool_calls": [WEATHER_CALL],
+    },
     {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
 )
 
@@ -313,7 +319,7 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         "validation-500", "a 500 whose body rejects our request is not 'gateway overloaded'",
-        "sjtu:peer-toolstrict", "litellm", upstream="toolstrict", messages=TOOL_TURN_NULL,
+        "sjtu:peer-toolstrict", "litellm", upstream="toolstrict", messages=TOOL_TURN_PARTS,
         wire=Wire(status=500, error_says=("valid string",)),
         client=Client(error="BadRequestError", never_says=("overloaded",), max_attempts=1,
                       vias=("caller",)),

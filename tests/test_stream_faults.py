@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import langchain_openai.chat_models.base as lc_openai_base
 import openai
 import pytest
-from langchain_openai.chat_models.base import OpenAIConnectionError
 from llama_index.core.base.llms.types import ChatMessage
 
 from campusllm.chat import ChatCaller
@@ -198,6 +198,15 @@ def test_error_events_of_every_shape_are_typed_with_the_partial(body: bytes) -> 
 # ------------------------------------------------------------------- SDK exception chains
 
 
+# langchain-openai 1.2 wraps the SDK's error in its own subclass; older releases (our floor) do
+# not, so the test builds an equivalent wrapper there.
+_LangChainConnectionError: type[openai.APIConnectionError] = getattr(
+    lc_openai_base,
+    "OpenAIConnectionError",
+    type("OpenAIConnectionError", (openai.APIConnectionError,), {}),
+)
+
+
 def test_a_wrapped_read_error_is_a_broken_connection_not_a_refused_one() -> None:
     # langchain-openai re-raises the SDK's APIConnectionError as its own, whose cause is the
     # SDK's, whose cause is the HTTP library's ReadError: the bottom of the chain decides.
@@ -206,7 +215,7 @@ def test_a_wrapped_read_error_is_a_broken_connection_not_a_refused_one() -> None
     request = lib.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
     sdk = openai.APIConnectionError(request=request)
     sdk.__cause__ = lib.ReadError("connection reset by peer")
-    wrapped = OpenAIConnectionError(message=sdk.message, request=request)
+    wrapped = _LangChainConnectionError(message=sdk.message, request=request)
     wrapped.__cause__ = sdk
     err = map_sdk_error(wrapped, r)
     assert isinstance(err, UnreachableError) and "broke" in err.message

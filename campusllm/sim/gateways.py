@@ -77,17 +77,24 @@ def _null_content_message(index: int) -> str:
 
 
 def has_null_content(body: Any) -> int | None:
-    """Index of the first assistant message sent with ``content: null``, else ``None``.
+    """Index of the first assistant message whose content is not a string, else ``None``.
+
+    llama-cpp-python's server types an assistant message's content as an optional string and
+    answers a validation 500 for ``null`` and for a list of content parts alike.
 
     Example:
         >>> has_null_content({"messages": [{"role": "user", "content": "hi"},
         ...                                {"role": "assistant", "content": None}]})
         1
+        >>> has_null_content({"messages": [{"role": "assistant",
+        ...                                 "content": [{"type": "text", "text": "x"}]}]})
+        0
     """
     messages = body.get("messages") if isinstance(body, dict) else None
     for i, m in enumerate(messages if isinstance(messages, list) else []):
-        if isinstance(m, dict) and m.get("role") == "assistant" and m.get("content", "") is None:
-            return i
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            if not isinstance(m.get("content", ""), str):
+                return i
     return None
 
 

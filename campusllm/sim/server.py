@@ -284,10 +284,10 @@ class Simulator:
         - ``upstream_401``: LiteLLM passing on a 401 from its upstream: the gateway's own
           key for the model server was refused (``litellm.AuthenticationError``), not the
           caller's.
-        - ``reject_null_content``: a strict model server's 500 for an assistant message sent
-          with ``content: null`` (llama-cpp-python's validation error; behind LiteLLM,
-          wrapped as ``litellm.InternalServerError``). Waits for a request that has such a
-          message; others pass it by.
+        - ``reject_null_content``: a strict model server's 500 for an assistant message whose
+          content is not a string (``null``, or a list of parts: llama-cpp-python's validation
+          error; behind LiteLLM, wrapped as ``litellm.InternalServerError``). Waits for a
+          request that has such a message; others pass it by.
 
         For ``error_mid_stream``, ``error_event_mid_stream`` and ``truncate_stream``,
         ``after_chunks`` counts only events that carry part of the answer (the first,

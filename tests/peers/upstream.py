@@ -11,8 +11,9 @@ generations a client's retries started). The model name picks the behaviour:
 ``dies``         streams a few chunks, then drops the connection
 ``context``      vLLM's 400 for a prompt longer than the context window
 ``badcred``      401: the gateway's own upstream key is wrong
-``toolstrict``   500 with a validation error when an assistant message has ``content: null``
-                 (as llama-cpp-python's server answers); otherwise a plain answer
+``toolstrict``   500 with a validation error when an assistant message's content is not a
+                 string (``null`` or a list of parts, as llama-cpp-python's server answers);
+                 otherwise a plain answer
 ``drop``         drops the connection halfway through a (non-streamed) response body
 
 Example:
@@ -163,7 +164,7 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 return
             if model == "toolstrict":
                 for i, m in enumerate(body.get("messages", [])):
-                    if m.get("role") == "assistant" and m.get("content") is None:
+                    if m.get("role") == "assistant" and not isinstance(m.get("content"), str):
                         detail = [
                             {
                                 "loc": ["body", "messages", i, "content"],

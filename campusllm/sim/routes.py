@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 
 from ..registry import ModelSpec, ProviderSpec
 from ..tokens import estimate_tokens
+from ..wire.reasoning import CLOSE_TAG, OPEN_TAG
+from ..wire.text import prompt_opens_think
 from .faults import Fault, send_body, send_events
 from .http import Abort, Handler, error_body
 from .replays import fixture_bytes
@@ -21,10 +23,21 @@ from .vectors import embed_text, encode_embedding, lexical_score
 __all__ = ["completions", "embeddings", "lookup_model", "models", "rerank"]
 
 _API_NAMES = {"chat": "chat completions", "embedding": "embeddings", "rerank": "rerank"}
+# vLLM's answer to a chat request for a model whose tokenizer has no chat template
+_NO_CHAT_TEMPLATE = (
+    "As of transformers v4.44, default chat template is no longer allowed, so you must provide "
+    "a chat template if the tokenizer does not define one."
+)
 
 
-def lookup_model(h: Handler, provider: ProviderSpec, name: Any, kind: str) -> ModelSpec:
-    """The catalogued model ``name`` of ``kind``, or answer 400/404 as the gateway would."""
+def lookup_model(
+    h: Handler, provider: ProviderSpec, name: Any, kind: str, *, endpoint: str = "chat"
+) -> ModelSpec:
+    """The catalogued model ``name`` of ``kind``, or answer 400/404 as the gateway would.
+
+    A completion-only model (``endpoint = "completions"``) asked for chat gets vLLM's 400 for a
+    model without a chat template; ``/completions`` serves every generative model, as vLLM does.
+    """
     if not isinstance(name, str) or not name:
         h.send_json(400, error_body("you must provide a model parameter", param="model"))
         raise Abort
@@ -60,6 +73,9 @@ def lookup_model(h: Handler, provider: ProviderSpec, name: Any, kind: str) -> Mo
             ),
         )
         raise Abort
+    if endpoint == "chat" and spec.endpoint == "completions":
+        h.send_json(400, error_body(_NO_CHAT_TEMPLATE))
+        raise Abort
     return spec
 
 
@@ -82,9 +98,14 @@ def models(h: Handler, provider: ProviderSpec) -> None:
 def completions(
     state: SimState, h: Handler, provider: ProviderSpec, body: dict[str, Any], fault: Fault | None
 ) -> None:
-    """``POST /completions``: the legacy text completion some MaaS platforms still serve."""
+    """``POST /completions``: vLLM's text completion (MaaS platforms serve it beside chat).
+
+    No chat template is applied: a reasoning model continues the prompt with its thinking
+    (``<think>`` opened by the prompt or by the model itself, then ``</think>``); ``stop``
+    strings end the text before them and ``max_tokens`` cuts it (``finish_reason: length``).
+    """
     name = str(body.get("model", ""))
-    spec = lookup_model(h, provider, name, "chat")
+    spec = lookup_model(h, provider, name, "chat", endpoint="completions")
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         prompt = "\n".join(p for p in prompt if isinstance(p, str))
@@ -95,8 +116,8 @@ def completions(
     if scripted is not None:
         text = str(scripted.get("content") or "")
     else:
-        tail = prompt.strip().replace("\n", " ")[-120:]
-        text = f" Simulated completion of: {tail}"
+        text = _continuation(spec, prompt)
+    text, finish = _stop_and_cut(text, body)
     cid = state.next_id("cmpl")
     ptoks = prompt_tokens(body)
     sim_opts = body.get("sim") if isinstance(body.get("sim"), dict) else {}
@@ -109,9 +130,37 @@ def completions(
             prompt_tokens=ptoks,
             chunks=sim_opts.get("chunks"),
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            finish_reason=finish,
         )
         return send_events(h, events, fault)
-    send_body(h, text_completion_body(text=text, model=name, id=cid, prompt_tokens=ptoks), fault)
+    body_out = text_completion_body(
+        text=text, model=name, id=cid, prompt_tokens=ptoks, finish_reason=finish
+    )
+    send_body(h, body_out, fault)
+
+
+def _continuation(spec: ModelSpec, prompt: str) -> str:
+    # the prompt's own think tags are not echoed: they would open or close the model's
+    tail = " ".join(prompt.replace(OPEN_TAG, " ").replace(CLOSE_TAG, " ").split())[-120:]
+    answer = f" Simulated completion of: {tail}"
+    if not spec.reasoning.default_on:
+        return answer
+    opened = "" if prompt_opens_think(prompt) else "<think>\n"
+    return f"{opened}Simulated reasoning about: {tail}\n</think>\n\n{answer.strip()}"
+
+
+def _stop_and_cut(text: str, body: dict[str, Any]) -> tuple[str, str]:
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    found = [i for i in (text.find(s) for s in stops if isinstance(s, str) and s) if i >= 0]
+    if found:
+        return text[: min(found)], "stop"
+    limit = body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0 and estimate_tokens(text) > limit:
+        while text and estimate_tokens(text) > limit:
+            text = text[: max(0, min(len(text) - 1, int(len(text) * 0.9)))]
+        return text, "length"
+    return text, "stop"
 
 
 def _bad_input(h: Handler, message: str) -> NoReturn:

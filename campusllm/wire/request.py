@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..capabilities import require_tools, require_vision, thinking_request
+from ..capabilities import require_chat, require_tools, require_vision, thinking_request
 from ..errors import BadRequestError
 from ..registry import ModelSpec, ResolvedModel
 from .reasoning import CLOSE_TAG, OPEN_TAG
@@ -132,6 +132,7 @@ def prepare_chat_payload(
     """
     model: ModelSpec = resolved.model
     spec = model.reasoning
+    require_chat(resolved)  # a completion-only model has no chat template
     out = dict(payload)
     if not out.get("model"):
         out["model"] = resolved.wire_model

@@ -112,16 +112,19 @@ def completions(
     if not isinstance(prompt, str):
         h.send_json(400, error_body("prompt must be a string or a list of strings", param="prompt"))
         return
+    sim_opts = body.get("sim") if isinstance(body.get("sim"), dict) else {}
+    assert isinstance(sim_opts, dict)
     scripted = state.take_script([name, spec.id])
     if scripted is not None:
         text = str(scripted.get("content") or "")
+        sim_opts = {**sim_opts, **{k: v for k, v in scripted.items() if k == "chunks"}}
     else:
         text = _continuation(spec, prompt)
     text, finish = _stop_and_cut(text, body)
+    if scripted is not None and scripted.get("finish_reason"):
+        finish = str(scripted["finish_reason"])
     cid = state.next_id("cmpl")
     ptoks = prompt_tokens(body)
-    sim_opts = body.get("sim") if isinstance(body.get("sim"), dict) else {}
-    assert isinstance(sim_opts, dict)
     if body.get("stream"):
         events = text_completion_events(
             text=text,

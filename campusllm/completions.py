@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from .capabilities import require_completions
 from .connection import Connection, connect
-from .errors import CampusLLMError, ProtocolError, redact
+from .errors import CampusLLMError, CapabilityError, ProtocolError, redact
 from .registry import ResolvedModel
 from .streaming import StreamGuard
 from .transport import error_from_exception, error_from_response
@@ -94,9 +94,28 @@ class CompletionCaller:
         return self.resolved.base_url.rstrip("/") + "/completions"
 
     def body(
-        self, prompt: str, *, stop: list[str] | None = None, stream: bool = False, **kw: Any
+        self,
+        prompt: str,
+        *,
+        stop: list[str] | None = None,
+        stream: bool = False,
+        thinking: bool | None = None,
+        **kw: Any,
     ) -> dict[str, Any]:
-        """The request body: ``prompt``, ``stop`` and extra keys, with the registry's defaults."""
+        """The request body: ``prompt``, ``stop`` and extra keys, with the registry's defaults.
+
+        ``thinking`` is refused (:class:`~campusllm.errors.CapabilityError`): thinking is
+        switched through the chat template, and ``/completions`` applies none.
+        """
+        if thinking is not None:
+            raise CapabilityError(
+                f"{self.resolved.key} completes text without a chat template, so thinking "
+                "cannot be switched per request.",
+                hint="Leave thinking unset; write the switch into the prompt if the model's "
+                "format has one (e.g. an empty <think></think> block).",
+                provider=self.resolved.provider.name,
+                model=self.resolved.model.id,
+            )
         payload: dict[str, Any] = {"prompt": prompt, **kw}
         if stop:
             payload["stop"] = list(stop)

@@ -27,7 +27,6 @@ from llama_index.core.llms.llm import CompletionToPromptType
 from campusllm.capabilities import serves_chat
 from campusllm.completions import CompletionCaller
 from campusllm.connection import Connection
-from campusllm.errors import CapabilityError
 from campusllm.registry import ResolvedModel
 from campusllm.wire import Delta, WireMessage
 
@@ -60,18 +59,9 @@ def _request(
     llm: _LLM, prompt: str, formatted: bool, kwargs: dict[str, Any]
 ) -> tuple[CompletionCaller, str, dict[str, Any]]:
     caller = CompletionCaller(llm.connection)
-    thinking = kwargs.pop("thinking", llm.thinking)
-    if thinking is not None:
-        raise CapabilityError(
-            f"{caller.resolved.key} completes text without a chat template, so thinking "
-            "cannot be switched per request.",
-            hint="Leave thinking unset; write the switch into the prompt if the model has one.",
-            provider=caller.resolved.provider.name,
-            model=caller.resolved.model.id,
-        )
     if not formatted and llm.completion_to_prompt is not None:
         prompt = llm.completion_to_prompt(prompt)
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"thinking": kwargs.pop("thinking", llm.thinking)}
     if llm.temperature is not None:
         params["temperature"] = llm.temperature
     if llm.max_tokens is not None:

@@ -352,3 +352,42 @@ def test_an_error_event_before_any_text_is_typed(sim: Any) -> None:
     with pytest.raises(ServerError, match="upstream overloaded") as info:
         list(_mocked(sim, body, "text/event-stream").stream("Say hi"))
     assert info.value.status_code == 503 and not info.value.partial_content
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_campusllm_complete_streams_reasoning_apart_from_the_text(
+    sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from campusllm.cli import main
+
+    monkeypatch.setenv("MAAS_API_KEY", SIM_KEY)
+    argv = ["complete", "-m", R1, "--base-url", sim.url("maas"), "--max-tokens", "200"]
+    assert main([*argv, "--stop", "NEVER", "Which is larger, 9.11 or 9.9?"]) == 0
+    out = capsys.readouterr().out
+    thinking, _, text = out.partition("\n\n")
+    assert "[thinking]" in thinking and "Simulated reasoning" in thinking
+    assert text.strip().startswith("Simulated completion") and "think>" not in out
+    body = sim.requests[-1]["json"]
+    assert (body["max_tokens"], body["stop"]) == (200, ["NEVER"])
+
+
+def test_campusllm_complete_refuses_a_chat_only_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from campusllm.cli import main
+
+    monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
+    assert main(["complete", "-m", "sjtu:glm", "hi"]) == 1
+    assert "CapabilityError" in capsys.readouterr().err
+
+
+def test_campusllm_models_shows_text_completion_support(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from campusllm.cli import main
+
+    assert main(["models", "maas"]) == 0
+    out = capsys.readouterr().out
+    assert "maas:QwQ-32B" in out and "completions" in out

@@ -81,4 +81,6 @@ def capabilities_text(m: ModelSpec) -> str:
         caps.append("reasoning")
     if m.reasoning.toggle != "none":
         caps.append("thinking-switch")
+    if m.endpoint != "chat":  # serves /completions (text completion)
+        caps.append("completions" if m.endpoint == "both" else "completions-only")
     return ",".join(caps) or "-"

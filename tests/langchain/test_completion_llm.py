@@ -214,3 +214,9 @@ def test_a_broken_stream_keeps_the_partial_text(sim: Any) -> None:
         for piece in _llm(sim).stream("Once upon a time"):
             got.append(piece)
     assert info.value.partial_content == "".join(got) != ""
+
+
+def test_a_thinking_switch_is_refused_before_any_request(sim: Any) -> None:
+    with pytest.raises(CapabilityError, match="without a chat template"):
+        _llm(sim, R1).invoke(OPENED, thinking=False)
+    assert _sent(sim) == []

@@ -29,6 +29,10 @@ __all__ = [
     "require_vision",
     "thinking_request",
     "structured_output_method",
+    "serves_chat",
+    "serves_completions",
+    "require_chat",
+    "require_completions",
 ]
 
 StructuredMethod = Literal["function_calling", "json_mode", "json_schema"]
@@ -191,4 +195,74 @@ def _as_method(method: str) -> StructuredMethod:
     raise ValueError(
         f"Unknown structured-output method {method!r}; use 'function_calling', 'json_mode' "
         "or 'json_schema'."
+    )
+
+
+# -- generation endpoints (ModelSpec.endpoint) ------------------------------------------
+
+
+def serves_chat(resolved: ResolvedModel) -> bool:
+    """Whether the model answers ``/chat/completions`` (unknown models: yes, the gateway decides).
+
+    Example:
+        >>> from campusllm.registry import resolve
+        >>> serves_chat(resolve("maas:QwQ-32B", base_url="http://127.0.0.1:9/v1"))
+        True
+    """
+    return not resolved.known or resolved.model.endpoint != "completions"
+
+
+def serves_completions(resolved: ResolvedModel) -> bool:
+    """Whether the model answers the text-completion ``/completions`` (unknown models: yes).
+
+    Example:
+        >>> from campusllm.registry import resolve
+        >>> qwq = resolve("maas:QwQ-32B", base_url="http://127.0.0.1:9/v1")
+        >>> serves_completions(qwq), serves_completions(resolve("sjtu:glm"))
+        (True, False)
+    """
+    if not resolved.known:
+        return True
+    return resolved.model.kind == "chat" and resolved.model.endpoint in ("completions", "both")
+
+
+def require_chat(resolved: ResolvedModel) -> None:
+    """CapabilityError when the catalog says the model serves only ``/completions``."""
+    if not serves_chat(resolved):
+        raise _refuse(
+            resolved,
+            f"{resolved.key} serves only text completion (/completions), not chat: it has no "
+            "chat template.",
+            "Use CampusLLMCompletion (LangChain) or CampusLLM.complete() (LlamaIndex), or "
+            "campusllm.completions.CompletionCaller, with a prompt instead of messages.",
+        )
+
+
+def require_completions(resolved: ResolvedModel) -> None:
+    """CapabilityError when the catalog does not list ``/completions`` for the model.
+
+    Example:
+        >>> from campusllm.registry import resolve
+        >>> require_completions(resolve("sjtu:glm"))
+        Traceback (most recent call last):
+        ...
+        campusllm.errors.CapabilityError: sjtu:glm-5.1 is documented for chat only: ...
+    """
+    if serves_completions(resolved):
+        return
+    spec = resolved.model
+    if spec.kind != "chat":
+        raise _refuse(
+            resolved,
+            f"{resolved.key} is of kind {spec.kind!r}; it does not generate text.",
+            "Use a chat or completion model.",
+        )
+    ids = _other_models(resolved, lambda m: m.endpoint != "chat")
+    others = f"Models of {resolved.provider.name} that do: {', '.join(ids)}. " if ids else ""
+    raise _refuse(
+        resolved,
+        f"{resolved.key} is documented for chat only: its gateway does not list text "
+        "completion (/completions) for it.",
+        f"Use the chat classes for it (ChatCampusLLM, CampusLLM.chat). {others}If your gateway "
+        "does serve /completions for it, register the model with endpoint='both'.",
     )

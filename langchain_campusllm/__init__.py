@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from .embeddings import CampusLLMEmbeddings as CampusLLMEmbeddings
     from .factory import init_chat_model as init_chat_model
     from .factory import init_embeddings as init_embeddings
+    from .llms import CampusLLMCompletion as CampusLLMCompletion
     from .rerank import CampusLLMRerank as CampusLLMRerank
 
 __all__ = [
     "ChatCampusLLM",
+    "CampusLLMCompletion",
     "CampusLLMEmbeddings",
     "CampusLLMRerank",
     "init_chat_model",
@@ -39,6 +41,7 @@ __all__ = [
 
 _MODULES = {
     "ChatCampusLLM": ".chat_models",
+    "CampusLLMCompletion": ".llms",
     "CampusLLMEmbeddings": ".embeddings",
     "CampusLLMRerank": ".rerank",
     "init_chat_model": ".factory",

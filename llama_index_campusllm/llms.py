@@ -48,6 +48,7 @@ from campusllm.connection import DEFAULT_CHAT_TIMEOUT
 from campusllm.streaming import StreamGuard
 from campusllm.wire import Delta
 
+from . import completion as text
 from ._common import ClosableClient
 from .messages import (
     assistant_message,
@@ -153,7 +154,7 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
         return LLMMetadata(
             context_window=self.context_window or spec.context_window or FALLBACK_CONTEXT_WINDOW,
             num_output=self.max_tokens or spec.max_output or DEFAULT_NUM_OUTPUTS,
-            is_chat_model=True,
+            is_chat_model=text.uses_chat(self.resolved),
             is_function_calling_model=supports_function_calling(self.resolved),
             model_name=spec.id,
         )
@@ -268,12 +269,16 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        if not text.uses_chat(self.resolved):  # a completion model: /completions
+            return text.complete(self, prompt, formatted, **kwargs)
         return chat_to_completion_decorator(self._chat)(prompt, **kwargs)
 
     @llm_completion_callback()
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
+        if not text.uses_chat(self.resolved):
+            return text.stream_complete(self, prompt, formatted, **kwargs)
         return stream_chat_to_completion_decorator(self._stream_chat)(prompt, **kwargs)
 
     @llm_chat_callback()
@@ -290,12 +295,16 @@ class CampusLLM(ClosableClient, FunctionCallingLLM):
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
+        if not text.uses_chat(self.resolved):
+            return await text.acomplete(self, prompt, formatted, **kwargs)
         return await achat_to_completion_decorator(self._achat)(prompt, **kwargs)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
+        if not text.uses_chat(self.resolved):
+            return await text.astream_complete(self, prompt, formatted, **kwargs)
         return await astream_chat_to_completion_decorator(self._astream_chat)(prompt, **kwargs)
 
     # ----------------------------------------------------------------- structured output

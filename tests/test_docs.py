@@ -132,7 +132,7 @@ def test_readme_python_examples_run_against_the_simulator(
         for i, src in enumerate(blocks):
             # A key per block: each gets its own client-side rate-limit budget (SJTU: 10 rpm).
             key = f"sk-sim-readme-{path.stem}-{i}"
-            for name in ("sjtu", "oneapi", "ecnu"):
+            for name in ("sjtu", "oneapi", "ecnu", "maas"):
                 p = get_registry().provider(name)
                 monkeypatch.setenv(p.key_env[0], key)
                 monkeypatch.setenv(str(p.base_url_env), sim.url(name))

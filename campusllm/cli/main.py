@@ -1,4 +1,4 @@
-"""The ``campusllm`` command line: providers, models, chat, doctor, sim, demo.
+"""The ``campusllm`` command line: providers, models, chat, complete, doctor, sim, demo.
 
 This package sits above both framework adapters (the demo uses them); nothing in the core
 imports it.
@@ -6,6 +6,7 @@ imports it.
 Example:
     $ campusllm models sjtu
     $ campusllm chat -m sjtu:deepseek-reasoner "9.11 和 9.9 哪个大?"
+    $ campusllm complete -m maas:Qwen2-72B "Once upon a time"
     $ campusllm doctor
 """
 
@@ -15,7 +16,7 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 from ..auth import KeySlot, key_slots, key_validity, missing_key_error
 from ..chat import ChatCaller
 from ..client import CampusClient
+from ..completions import CompletionCaller
 from ..errors import CampusLLMError
 from ..i18n import tr
 from ..registry import ProviderSpec, ResolvedModel, get_registry
@@ -31,6 +33,7 @@ from ..registry.keys import pattern_matches
 from ..sim import main as sim_main
 from ..transport import error_from_exception
 from ..transport.library import core_http_library, is_http_error
+from ..wire import Delta
 from .demo import run_demo
 from .style import (
     ASSUMED,
@@ -139,26 +142,41 @@ def cmd_chat(args: argparse.Namespace) -> int:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})
     with ChatCaller(args.model, base_url=args.base_url) as caller:
-        in_reasoning = False
-        usage = None
-        for delta in caller.stream(messages, thinking=args.thinking):
-            if delta.reasoning:
-                if not in_reasoning:
-                    sys.stdout.write(dim(tr("[thinking] ", "[思考] ")))
-                    in_reasoning = True
-                sys.stdout.write(dim(delta.reasoning))
-            if delta.content:
-                if in_reasoning:
-                    sys.stdout.write("\n\n")
-                    in_reasoning = False
-                sys.stdout.write(delta.content)
-            if delta.usage:
-                usage = delta.usage
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-        if usage and args.verbose:
-            print(dim(tr(f"usage: {usage}", f"用量: {usage}")))
+        _write_deltas(caller.stream(messages, thinking=args.thinking), args.verbose)
     return 0
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
+    with CompletionCaller(args.model, base_url=args.base_url) as caller:
+        kw: dict[str, Any] = {"stop": args.stop or None}
+        if args.max_tokens is not None:
+            kw["max_tokens"] = args.max_tokens
+        _write_deltas(caller.stream(prompt, **kw), args.verbose)
+    return 0
+
+
+def _write_deltas(deltas: Iterable[Delta], verbose: bool) -> None:
+    """Print a stream: reasoning dimmed, then the text; usage with ``verbose``."""
+    in_reasoning = False
+    usage = None
+    for delta in deltas:
+        if delta.reasoning:
+            if not in_reasoning:
+                sys.stdout.write(dim(tr("[thinking] ", "[思考] ")))
+                in_reasoning = True
+            sys.stdout.write(dim(delta.reasoning))
+        if delta.content:
+            if in_reasoning:
+                sys.stdout.write("\n\n")
+                in_reasoning = False
+            sys.stdout.write(delta.content)
+        if delta.usage:
+            usage = delta.usage
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if usage and verbose:
+        print(dim(tr(f"usage: {usage}", f"用量: {usage}")))
 
 
 def _key_lines(p: ProviderSpec, slots: list[KeySlot]) -> tuple[list[str], bool]:
@@ -327,6 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("prompt", nargs="*")
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser(
+        "complete", help="stream a text completion of a prompt (/completions), no chat template"
+    )
+    p.add_argument("-m", "--model", required=True, help="a model serving /completions")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--stop", action="append", help="a stop string (repeatable)")
+    p.add_argument("--base-url")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("prompt", nargs="*")
+    p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser("doctor", help="check keys, reachability, auth and limits")
     p.add_argument("provider", nargs="?")

@@ -131,6 +131,12 @@ def capabilities_text(m: ModelSpec) -> str:
         caps.append(tr("reasoning", "思考"))
     if m.reasoning.toggle != "none":
         caps.append(tr("thinking-switch", "思考开关"))
+    if m.endpoint != "chat":  # serves /completions (text completion)
+        caps.append(
+            tr("completions", "文本补全")
+            if m.endpoint == "both"
+            else tr("completions-only", "仅文本补全")
+        )
     return ",".join(caps) or "-"
 
 

@@ -81,7 +81,12 @@ def fmt_tokens(n: int | None) -> str:
 
 
 def capability_labels(m: ModelSpec) -> list[str]:
-    """Short words for what ``m`` can do (tools, vision, reasoning...)."""
+    """Short words for what ``m`` can do (tools, vision, reasoning, text completion...).
+
+    Example:
+        >>> capability_labels(ModelSpec(id="base", endpoint="completions"))
+        ['text completion only']
+    """
     caps: list[str] = []
     if m.kind == "embedding":
         if m.dimensions:
@@ -103,4 +108,8 @@ def capability_labels(m: ModelSpec) -> list[str]:
         caps.append("reasoning")
     if r.toggle != "none":
         caps.append("thinking switch")
+    if m.endpoint == "both":
+        caps.append("text completion")
+    elif m.endpoint == "completions":
+        caps.append("text completion only")
     return caps

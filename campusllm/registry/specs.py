@@ -133,6 +133,9 @@ class ModelSpec(BaseModel):
     json_schema: bool = False
     json_mode: bool = False
     reasoning: ReasoningSpec = ReasoningSpec()
+    endpoint: Literal["chat", "completions", "both"] = "chat"
+    """Which generation API serves the model: ``/chat/completions``, the text-completion
+    ``/completions`` (a prompt in, text out; base models without a chat template), or both."""
     requires_user_message: bool = False
     status: Literal["active", "trial", "deprecated"] = "active"
     replacement: str | None = None

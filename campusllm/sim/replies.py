@@ -330,7 +330,14 @@ def text_completion_body(
 
 
 def text_completion_events(
-    *, text: str, model: str, id: str, prompt_tokens: int, chunks: int | None, include_usage: bool
+    *,
+    text: str,
+    model: str,
+    id: str,
+    prompt_tokens: int,
+    chunks: int | None,
+    include_usage: bool,
+    finish_reason: str = "stop",
 ) -> list[bytes]:
     created = int(time.time())
     n = chunks or math.ceil(len(text) / _DEFAULT_PIECE)
@@ -351,7 +358,9 @@ def text_completion_events(
         _event(
             {
                 **base,
-                "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}],
+                "choices": [
+                    {"index": 0, "text": "", "logprobs": None, "finish_reason": finish_reason}
+                ],
             }
         )
     )

@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 
 from ..registry import ModelSpec, ProviderSpec
 from ..tokens import estimate_tokens
+from ..wire.reasoning import CLOSE_TAG, OPEN_TAG
+from ..wire.text import prompt_opens_think
 from .faults import Fault, send_body, send_events
 from .gateways import GATEWAYS, Gateway
 from .http import Abort, Handler, error_body
@@ -24,12 +26,27 @@ __all__ = ["check_context", "completions", "embeddings", "lookup_model", "models
 _API_NAMES = {"chat": "chat completions", "embedding": "embeddings", "rerank": "rerank"}
 _API_ROUTES = ("/chat/completions", "/completions", "/embeddings", "/tei/rerank", "/rerank")
 _VLLM = GATEWAYS["vllm"]
+# vLLM's answer to a chat request for a model whose tokenizer has no chat template
+_NO_CHAT_TEMPLATE = (
+    "As of transformers v4.44, default chat template is no longer allowed, so you must provide "
+    "a chat template if the tokenizer does not define one."
+)
 
 
 def lookup_model(
-    h: Handler, provider: ProviderSpec, name: Any, kind: str, gateway: Gateway = _VLLM
+    h: Handler,
+    provider: ProviderSpec,
+    name: Any,
+    kind: str,
+    gateway: Gateway = _VLLM,
+    *,
+    endpoint: str = "chat",
 ) -> ModelSpec:
-    """The catalogued model ``name`` of ``kind``, or answer 400/404 as ``gateway`` would."""
+    """The catalogued model ``name`` of ``kind``, or answer 400/404 as ``gateway`` would.
+
+    A completion-only model (``endpoint = "completions"``) asked for chat gets vLLM's 400 for a
+    model without a chat template; ``/completions`` serves every generative model, as vLLM does.
+    """
     if not isinstance(name, str) or not name:
         h.send_json(400, error_body("you must provide a model parameter", param="model"))
         raise Abort
@@ -60,6 +77,9 @@ def lookup_model(
                 f"{_API_NAMES[kind]} API."
             ),
         )
+        raise Abort
+    if endpoint == "chat" and spec.endpoint == "completions":
+        h.send_json(400, error_body(_NO_CHAT_TEMPLATE))
         raise Abort
     return spec
 
@@ -105,12 +125,15 @@ def completions(
     fault: Fault | None,
     gateway: Gateway = _VLLM,
 ) -> int:
-    """``POST /completions``: the legacy text completion some MaaS platforms still serve.
+    """``POST /completions``: vLLM's text completion (MaaS platforms serve it beside chat).
 
+    No chat template is applied: a reasoning model continues the prompt with its thinking
+    (``<think>`` opened by the prompt or by the model itself, then ``</think>``); ``stop``
+    strings end the text before them and ``max_tokens`` cuts it (``finish_reason: length``).
     Returns the tokens of the answer sent (0 when none was).
     """
     name = str(body.get("model", ""))
-    spec = lookup_model(h, provider, name, "chat", gateway)
+    spec = lookup_model(h, provider, name, "chat", gateway, endpoint="completions")
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         prompt = "\n".join(p for p in prompt if isinstance(p, str))
@@ -118,16 +141,19 @@ def completions(
         h.send_json(400, error_body("prompt must be a string or a list of strings", param="prompt"))
         return 0
     check_context(h, spec, name, body, gateway)
+    sim_opts = body.get("sim") if isinstance(body.get("sim"), dict) else {}
+    assert isinstance(sim_opts, dict)
     scripted = state.take_script([name, spec.id])
     if scripted is not None:
         text = str(scripted.get("content") or "")
+        sim_opts = {**sim_opts, **{k: v for k, v in scripted.items() if k == "chunks"}}
     else:
-        tail = prompt.strip().replace("\n", " ")[-120:]
-        text = f" Simulated completion of: {tail}"
+        text = _continuation(spec, prompt)
+    text, finish = _stop_and_cut(text, body)
+    if scripted is not None and scripted.get("finish_reason"):
+        finish = str(scripted["finish_reason"])
     cid = state.next_id("cmpl")
     ptoks = prompt_tokens(body)
-    sim_opts = body.get("sim") if isinstance(body.get("sim"), dict) else {}
-    assert isinstance(sim_opts, dict)
     if body.get("stream"):
         events = text_completion_events(
             text=text,
@@ -136,12 +162,39 @@ def completions(
             prompt_tokens=ptoks,
             chunks=sim_opts.get("chunks"),
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            finish_reason=finish,
         )
         send_events(h, events, fault, gateway=gateway)
     else:
-        out = text_completion_body(text=text, model=name, id=cid, prompt_tokens=ptoks)
+        out = text_completion_body(
+            text=text, model=name, id=cid, prompt_tokens=ptoks, finish_reason=finish
+        )
         send_body(h, out, fault)
     return estimate_tokens(text) if text else 0
+
+
+def _continuation(spec: ModelSpec, prompt: str) -> str:
+    # the prompt's own think tags are not echoed: they would open or close the model's
+    tail = " ".join(prompt.replace(OPEN_TAG, " ").replace(CLOSE_TAG, " ").split())[-120:]
+    answer = f" Simulated completion of: {tail}"
+    if not spec.reasoning.default_on:
+        return answer
+    opened = "" if prompt_opens_think(prompt) else "<think>\n"
+    return f"{opened}Simulated reasoning about: {tail}\n</think>\n\n{answer.strip()}"
+
+
+def _stop_and_cut(text: str, body: dict[str, Any]) -> tuple[str, str]:
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if isinstance(stop, list) else []
+    found = [i for i in (text.find(s) for s in stops if isinstance(s, str) and s) if i >= 0]
+    if found:
+        return text[: min(found)], "stop"
+    limit = body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0 and estimate_tokens(text) > limit:
+        while text and estimate_tokens(text) > limit:
+            text = text[: max(0, min(len(text) - 1, int(len(text) * 0.9)))]
+        return text, "length"
+    return text, "stop"
 
 
 def _bad_input(h: Handler, message: str) -> NoReturn:

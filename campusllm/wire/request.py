@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from ..capabilities import require_tools, require_vision, thinking_request
+from ..capabilities import require_chat, require_tools, require_vision, thinking_request
 from ..errors import BadRequestError
 from ..registry import ModelSpec, ResolvedModel
 from .reasoning import CLOSE_TAG, OPEN_TAG
@@ -227,6 +227,7 @@ def prepare_chat_payload(
     """
     model: ModelSpec = resolved.model
     spec = model.reasoning
+    require_chat(resolved)  # a completion-only model has no chat template
     out = dict(payload)
     if not out.get("model"):
         out["model"] = resolved.wire_model

@@ -29,6 +29,8 @@ from upstream import Upstream
 _NEEDS = {
     "peer_target": ("litellm", "llama-server"),
     "llama_cpp_python_peer": ("llama-cpp-python",),
+    "litellm_peer": ("litellm",),
+    "llama_chat_peer": ("llama-server",),
 }
 
 
@@ -172,6 +174,21 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def llama_cpp_python_peer() -> servers.Peer:
     return TIER.get("llama-cpp-python")
+
+
+@pytest.fixture
+def litellm_peer() -> tuple[servers.Peer, Upstream]:
+    """The LiteLLM proxy and its model server, whose record of requests starts empty."""
+    peer = TIER.get("litellm")
+    assert TIER.upstream is not None
+    TIER.upstream.reset()
+    return peer, TIER.upstream
+
+
+@pytest.fixture(scope="session")
+def llama_chat_peer() -> servers.Peer:
+    """llama-server with SmolLM2's own chat template (it serves /v1/completions too)."""
+    return TIER.get("llama:chat")
 
 
 @pytest.fixture

@@ -164,7 +164,14 @@ def litellm_config(upstream: str) -> dict[str, Any]:
             # A failing model server must keep answering the same way, test after test.
             "disable_cooldowns": True,
         },
-        "litellm_settings": {"num_retries": 0, "request_timeout": 60},
+        "litellm_settings": {
+            "num_retries": 0,
+            "request_timeout": 60,
+            # Anthropic-format /v1/messages through chat/completions, as LiteLLM does for
+            # hosted_vllm/ deployments; for openai/ ones it would call the model server's
+            # /v1/responses instead, which upstream.py does not serve.
+            "use_chat_completions_url_for_anthropic_messages": True,
+        },
         "general_settings": {
             "custom_auth": "peer_auth.user_api_key_auth",
             "master_key": "sk-master-" + secrets.token_hex(16),

@@ -121,8 +121,9 @@ def _registry_step(resolved: ResolvedModel) -> None:
     )
     print(
         tr(
-            f"context window {m.context_window}, max output {m.max_output}, {details}",
-            f"上下文窗口 {m.context_window},最大输出 {m.max_output},{details}",
+            f"context window {m.context_window or '-'}, max output {m.max_output or '-'}, "
+            f"{details}",
+            f"上下文窗口 {m.context_window or '-'},最大输出 {m.max_output or '-'},{details}",
         )
     )
     lim = provider.limits
@@ -152,11 +153,18 @@ def _langchain_steps(model: str, resolved: ResolvedModel, conn: Connect) -> None
     question = tr(
         "Which is larger, 9.11 or 9.9? Answer briefly.", "9.11 和 9.9 哪个大?请简短回答。"
     )
+    thinking = False  # labelled and set apart, so it reads right without colours too
     for chunk in llm.stream(question):
         r = chunk.additional_kwargs.get("reasoning_content")
         if r:
+            if not thinking:
+                sys.stdout.write(dim(tr("[thinking] ", "[思考] ")))
+                thinking = True
             sys.stdout.write(dim(r))
         if chunk.content:
+            if thinking:
+                sys.stdout.write("\n\n")
+                thinking = False
             sys.stdout.write(str(chunk.content))
         sys.stdout.flush()
         full = chunk if full is None else full + chunk

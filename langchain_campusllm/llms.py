@@ -131,6 +131,9 @@ class CampusLLMCompletion(BaseLLM):
             headers=values.get("default_headers"),
         )
         caller = CompletionCaller(conn)
+        if values.get("thinking") is not None:
+            # Not a field: pydantic would drop it unseen, and the model would think anyway.
+            caller.body("", thinking=values["thinking"])  # raises CapabilityError
         resolved = conn.resolved
         values.update(
             model=resolved.wire_model,

@@ -20,7 +20,9 @@ import httpx
 import pytest
 
 from campusllm.clock import ManualClock
-from campusllm.registry import get_registry
+from campusllm.errors import ConfigError
+from campusllm.limiter import limiter_for
+from campusllm.registry import RateLimits, get_registry
 from campusllm.sim import SIM_KEY, Simulator
 from campusllm.sim.replays import fixture_bytes, fixture_sse
 
@@ -1000,6 +1002,28 @@ def test_control_endpoints_work_out_of_process(sim: Simulator) -> None:
     assert r.json()["choices"][0]["message"]["content"] == "scripted over http"
     assert httpx.get(base + "/stats").json()["faults"] == 1
     assert httpx.post(base + "/inject", json={"kind": "bogus"}).status_code == 400
+
+
+def test_each_simulator_has_a_key_and_so_a_client_budget_of_its_own() -> None:
+    # Client budgets are kept per key and shared by every process on the machine; a key of
+    # each simulator's own keeps one notebook's requests from delaying the next notebook's.
+    first, second = Simulator(), Simulator()
+    assert first.api_key != second.api_key and first.api_key.startswith("sk-sim-")
+    one_a_minute, clock = RateLimits(rpm=1, window_s=60), ManualClock()
+
+    def budget(key: str) -> Any:
+        return limiter_for("sjtu", key, one_a_minute, limiter="memory", clock=clock)
+
+    assert budget(first.api_key).try_acquire() is not None
+    assert budget(first.api_key).try_acquire() is None  # the first simulator's minute is used
+    assert budget(second.api_key).try_acquire() is not None  # the second one's is untouched
+    with first:
+        auth = {"Authorization": f"Bearer {first.api_key}"}
+        assert httpx.get(first.url("sjtu") + "/models", headers=auth).status_code == 200
+        assert httpx.get(first.base_url + "/_sim/health").json()["key"] == first.api_key
+    assert Simulator(api_key=SIM_KEY).api_key == SIM_KEY
+    with pytest.raises(ConfigError, match="sk-sim"):
+        Simulator(api_key="sk-real-key")
 
 
 def test_requests_are_recorded_with_redacted_keys(sim: Simulator) -> None:

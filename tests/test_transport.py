@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from campusllm.client import CampusClient
+from campusllm.clock import ManualClock
 from campusllm.errors import (
     AuthenticationError,
     BadRequestError,
@@ -406,21 +407,23 @@ def test_sdk_clients_share_the_limiter_and_map_their_errors(sim: Any) -> None:
 
 
 def test_a_429_gives_its_limiter_slot_back(sim: Any) -> None:
-    # rpm=2: without the refund, a 429 plus its retry plus one more request need 3 slots,
-    # i.e. a second window; with it they fit in the first.
-    window = 1.5
+    # rpm=3 in a window far longer than the test: a 429, its retry and one more request take
+    # 3 slots without the refund and 2 with it, so one slot must still be free. Counting slots
+    # instead of timing a wait keeps a loaded machine from deciding the outcome.
     c = _client(
         sim,
-        limits=RateLimits(rpm=2, window_s=window),
+        limits=RateLimits(rpm=3, window_s=600.0),
         retry=RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.01),
     )
     sim.inject("status", status=429, times=1, retry_after_s=0.05)
-    t0 = time.monotonic()
     assert _post_chat(c).status_code == 200
     assert _post_chat(c).status_code == 200
-    assert sim.stats["requests"] == 3 and time.monotonic() - t0 < window / 2
-    lim = RateLimiter(rpm=1, tpm=None, window_s=10)
+    assert sim.stats["requests"] == 3
+    assert c.limiter is not None
+    assert c.limiter.try_acquire() is not None, "the 429's slot was not given back"
+    assert c.limiter.try_acquire() is None  # and that was the only one
+    clock = ManualClock()
+    lim = RateLimiter(rpm=1, tpm=None, window_s=10, clock=clock)
     lim.refund(lim.acquire())
-    t1 = time.monotonic()
     lim.acquire()  # the refunded slot is free again at once
-    assert time.monotonic() - t1 < 0.5
+    assert clock.slept == [] and clock.monotonic() == 0.0

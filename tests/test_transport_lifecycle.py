@@ -85,7 +85,9 @@ def test_the_async_deadline_cancels_a_silent_read(hostile: HostileServer) -> Non
     t0 = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         asyncio.run(read())
-    assert time.monotonic() - t0 < 2.5
+    # Without the deadline the read waits out read_timeout (60 s); the bound leaves a loaded
+    # machine room without letting that through.
+    assert time.monotonic() - t0 < 5
     conn.close()
 
 

@@ -23,7 +23,7 @@ from ..auth import get_api_key
 from ..errors import AuthenticationError
 from ..i18n import is_chinese, tr
 from ..registry import Registry, ResolvedModel, get_registry
-from ..sim import SIM_KEY, Simulator
+from ..sim import Simulator
 from .style import bold, dim
 
 __all__ = ["run_demo"]
@@ -69,7 +69,7 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
             sim = stack.enter_context(Simulator())
 
             def conn(p: str) -> dict[str, Any]:
-                return {"base_url": sim.url(p), "api_key": SIM_KEY}
+                return {"base_url": sim.url(p), "api_key": sim.api_key}
 
             env = " / ".join(provider.key_env)
             print(

@@ -16,12 +16,14 @@ faults, scripted replies, the request log). The work is done by the modules arou
 from __future__ import annotations
 
 import argparse
+import secrets
 import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import ConfigError
 from ..registry import ProviderSpec, Registry, get_registry
 from .faults import FAULT_KINDS, Fault, FaultQueue
 from .http import Handler, SimHTTPServer, error_body
@@ -45,6 +47,12 @@ class Simulator:
     than a model's ``context_window`` are refused as the gateway words it. Any key starting
     ``sk-sim`` is accepted (``sk-sim-bad`` is rejected, ``sk-sim-forbidden`` gets a 403).
 
+    Give clients :attr:`api_key`, the key of this simulator. Client-side rate limits are kept
+    per key and shared by every process on the machine (the ``local`` limiter), while each
+    simulator is a gateway of its own: with a key of its own, the requests sent to an earlier
+    simulator (another notebook, another test run) never use up this one's quota.
+    :data:`SIM_KEY` works everywhere too, but every client using it shares one budget.
+
     Args:
         host, port: where to listen (``port=0``: any free port, read it back from ``port``).
         window_s: the rate-limit window of :meth:`set_limits` and ``enforce_limits``.
@@ -56,6 +64,8 @@ class Simulator:
             makes limit tests independent of how loaded the machine is. Delays written on the
             socket (``slow_first_byte``, chunk delays) stay on real time: they exist to be seen
             by a client's real timeouts.
+        api_key: the key :attr:`api_key` names (default: ``sk-sim-`` and 12 random hex
+            digits, new for every simulator); it must start with ``sk-sim``.
 
     Example:
         >>> from campusllm.sim import SIM_KEY, Simulator
@@ -65,9 +75,9 @@ class Simulator:
         ...                   headers={"Authorization": f"Bearer {SIM_KEY}"})
         >>> r.status_code
         200
+        >>> Simulator().api_key.startswith("sk-sim-"), Simulator().api_key != Simulator().api_key
+        (True, True)
     """
-
-    api_key = SIM_KEY
 
     def __init__(
         self,
@@ -79,7 +89,14 @@ class Simulator:
         retry_after: bool = True,
         registry: Registry | None = None,
         clock: Clock | None = None,
+        api_key: str | None = None,
     ) -> None:
+        if api_key is not None and not api_key.startswith("sk-sim"):
+            raise ConfigError(
+                "A simulator's api_key must start with 'sk-sim' (the keys it accepts).",
+                hint="Leave api_key out for a key of this simulator's own.",
+            )
+        self.api_key = api_key if api_key is not None else f"sk-sim-{secrets.token_hex(6)}"
         self.host = host
         self.port = port
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
@@ -332,7 +349,7 @@ class Simulator:
         name = path.rstrip("/").rsplit("/", 1)[-1]
         try:
             if path in ("/", "/_sim", "/_sim/health"):
-                return h.send_json(200, {"ok": True, "providers": self.urls(), "key": SIM_KEY})
+                return h.send_json(200, {"ok": True, "providers": self.urls(), "key": self.api_key})
             if name == "inject" and method == "POST":
                 kind = args.pop("kind")
                 self.inject(kind, **args)
@@ -380,9 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         window_s=args.window or 60.0,
         enforce_limits=args.enforce_limits,
         retry_after=not args.no_retry_after,
+        api_key=SIM_KEY,  # a server in its own process keeps the documented, stable key
     )
     sim.start()
-    print(f"campusllm simulator on {sim.base_url}  (API key: {SIM_KEY}; Ctrl-C to stop)")
+    print(f"campusllm simulator on {sim.base_url}  (API key: {sim.api_key}; Ctrl-C to stop)")
     for name, url in sim.urls().items():
         print(f"  {name:<8} {url}")
     sys_stop = threading.Event()

@@ -219,4 +219,6 @@ def test_a_broken_stream_keeps_the_partial_text(sim: Any) -> None:
 def test_a_thinking_switch_is_refused_before_any_request(sim: Any) -> None:
     with pytest.raises(CapabilityError, match="without a chat template"):
         _llm(sim, R1).invoke(OPENED, thinking=False)
+    with pytest.raises(CapabilityError, match="without a chat template"):
+        _llm(sim, R1, thinking=True)  # as a constructor argument too: never dropped unseen
     assert _sent(sim) == []

@@ -45,6 +45,7 @@ from itertools import chain
 from pydantic import SecretStr
 
 from .errors import AuthenticationError, ConfigError, register_secret
+from .i18n import tr
 from .registry import ConfigKey, ModelSpec, ProviderSpec, Registry, get_registry
 from .registry.keys import DEFAULT_ENTRY, is_pattern, pattern_matches
 from .registry.loading import ANY_PROVIDER_SETTING
@@ -304,23 +305,39 @@ def missing_key_error(provider: ProviderSpec, model: ModelRef = None) -> Authent
     if group is not None:
         own = provider.key_groups[group].key_env
         rest = [e for e in envs if e not in own]
-        where = f"{' or '.join(own)} (the key of its group {group!r})"
-        where += f" or {' or '.join(rest)}" if rest else ""
-        what = f" for {names[0]!r} on provider {provider.name!r} (key group {group!r})"
+        where = tr(
+            f"{' or '.join(own)} (the key of its group {group!r})",
+            f"{' 或 '.join(own)}(其密钥组 {group!r} 的密钥)",
+        )
+        if rest:
+            where += tr(f" or {' or '.join(rest)}", f" 或 {' 或 '.join(rest)}")
+        what = tr(
+            f" for {names[0]!r} on provider {provider.name!r} (key group {group!r})",
+            f"(提供方 {provider.name!r} 的 {names[0]!r},密钥组 {group!r})",
+        )
     else:
-        where, what = " or ".join(envs), f" for provider {provider.name!r}"
+        where = tr(" or ", " 或 ").join(envs)
+        what = tr(f" for provider {provider.name!r}", f"(提供方 {provider.name!r})")
     generic = ""
     if os.environ.get(GENERIC_KEY_ENV, "").strip() and not generic_key_allowed(provider):
-        generic = (
+        generic = tr(
             f" {GENERIC_KEY_ENV} is set, but it is sent only to providers that list it (custom), "
             f"so that a key meant for one gateway never reaches another; to use it for "
             f"{provider.name} too, set {ANY_PROVIDER_ENV}=1 (or {ANY_PROVIDER_SETTING} = true "
-            "in the config file)."
+            "in the config file).",
+            f"已设置 {GENERIC_KEY_ENV},但它只发给声明使用它的提供方(custom),以免给一个网关的密钥"
+            f"被发到另一个网关;若也要用于 {provider.name},请设置 {ANY_PROVIDER_ENV}=1"
+            f"(或在配置文件中写 {ANY_PROVIDER_SETTING} = true)。",
         )
     return AuthenticationError(
-        f"No API key{what}.",
-        hint=f"Set {where}, pass api_key=..., or add it under [keys] in your campusllm config "
-        f"file (`campusllm doctor {provider.name}` shows where keys are looked for).{generic}",
+        tr(f"No API key{what}.", f"没有找到 API 密钥{what}。"),
+        hint=tr(
+            f"Set {where}, pass api_key=..., or add it under [keys] in your campusllm config "
+            f"file (`campusllm doctor {provider.name}` shows where keys are looked for).",
+            f"请设置 {where},或传入 api_key=...,或写在 campusllm 配置文件的 [keys] 下"
+            f"(`campusllm doctor {provider.name}` 会列出查找密钥的位置)。",
+        )
+        + generic,
         provider=provider.name,
     )
 
@@ -415,15 +432,19 @@ class KeyValidity:
 
     def __str__(self) -> str:
         if not self.ended:
-            return (
+            return tr(
                 f"{self.provider}'s default keys are documented as valid until "
-                f"{self.valid_until} ({self.days_left} days left)."
+                f"{self.valid_until} ({self.days_left} days left).",
+                f"{self.provider} 的默认密钥按文档有效至 {self.valid_until}"
+                f"(还剩 {self.days_left} 天)。",
             )
-        renew = f" Renew it: {self.renewal}." if self.renewal else ""
-        return (
+        renew = tr(f" Renew it: {self.renewal}.", f"续期方式:{self.renewal}。")
+        return tr(
             f"{self.provider}'s default keys were documented as valid until {self.valid_until}, "
-            f"{-self.days_left} days ago: this key has probably expired.{renew}"
-        )
+            f"{-self.days_left} days ago: this key has probably expired.",
+            f"{self.provider} 的默认密钥按文档有效至 {self.valid_until},已过去 "
+            f"{-self.days_left} 天:这个密钥很可能已经过期。",
+        ) + (renew if self.renewal else "")
 
 
 def key_validity(provider: ProviderSpec, today: date | None = None) -> KeyValidity | None:

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from .answers import AnswerReader, answer_json, read_completion
-from .connection import connect
+from .connection import DEFAULT_CHAT_TIMEOUT, Connection, Timeouts, connect
 from .errors import CampusLLMError, ProtocolError
 from .registry import ResolvedModel
 from .streaming import StreamGuard
-from .transport import error_from_exception, error_from_response
+from .transport import RetryPolicy, error_from_exception, error_from_response
 from .transport.library import is_http_error
 from .wire import Delta, WireMessage, prepare_chat_payload
 from .wire.error_body import error_event_body
@@ -40,24 +40,50 @@ __all__ = ["ChatCaller"]
 class ChatCaller:
     """Send chat requests for one resolved model, applying the registry's request rules.
 
+    ``model`` is ``"provider:model"``, a resolved model, or a :class:`Connection` to share.
+    The other arguments mean what they mean for both adapters' chat models (they are
+    :func:`~campusllm.connection.connect`'s): ``timeout`` is the **total** seconds of one
+    attempt, the whole answer or stream included (default
+    :data:`~campusllm.connection.DEFAULT_CHAT_TIMEOUT`, ten minutes, like the adapters);
+    ``read_timeout`` the longest silence allowed between two reads (default: only the total
+    bounds it); ``max_retries`` (or a whole ``retry`` policy) how often a 429, 5xx or failed
+    connection is retried.
+
     Example:
-        >>> caller = ChatCaller("sjtu:deepseek-chat", api_key="sk-sim-local",
-        ...                     base_url="http://127.0.0.1:1/sjtu/api/v1")  # doctest: +SKIP
-        >>> caller.invoke([{"role": "user", "content": "hi"}]).content  # doctest: +SKIP
+        >>> caller = ChatCaller("sjtu:deepseek-chat", api_key="sk-example",
+        ...                     base_url="http://127.0.0.1:9/v1", read_timeout=60, max_retries=2)
+        >>> caller.connection.timeouts.total, caller.connection.timeouts.read
+        (600.0, 60.0)
+        >>> caller.connection.retry.max_retries
+        2
+        >>> caller.close()
     """
 
     def __init__(
         self,
-        model: str | ResolvedModel,
+        model: str | ResolvedModel | Connection,
         *,
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
-        timeout: float = 120.0,
+        timeout: float | Timeouts | httpx.Timeout | None = None,
+        read_timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.connection = connect(
-            model, api_key=api_key, base_url=base_url, timeout=timeout, headers=headers
-        )
+        if isinstance(model, Connection):
+            self.connection = model
+        else:
+            self.connection = connect(
+                model,
+                api_key=api_key,
+                base_url=base_url,
+                timeout=DEFAULT_CHAT_TIMEOUT if timeout is None else timeout,
+                read_timeout=read_timeout,
+                max_retries=max_retries,
+                retry=retry,
+                headers=headers,
+            )
         self.resolved = self.connection.resolved
 
     def __repr__(self) -> str:

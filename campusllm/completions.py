@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from .capabilities import require_completions
-from .connection import Connection, connect
+from .connection import DEFAULT_CHAT_TIMEOUT, Connection, Timeouts, connect
 from .errors import CampusLLMError, CapabilityError, ProtocolError, redact
 from .registry import ResolvedModel
 from .streaming import StreamGuard
-from .transport import error_from_exception, error_from_response
+from .transport import RetryPolicy, error_from_exception, error_from_response
 from .transport.library import is_http_error
 from .wire import Delta, WireMessage
 from .wire.error_body import error_event_body
@@ -54,7 +54,9 @@ class CompletionCaller:
     (the adapters pass theirs). The model must serve ``/completions``
     (``endpoint = "completions"`` or ``"both"`` in the catalog; models the catalog does not
     know are let through): otherwise :class:`~campusllm.errors.CapabilityError` before any
-    request.
+    request. ``timeout`` (total seconds of one attempt, default
+    :data:`~campusllm.connection.DEFAULT_CHAT_TIMEOUT`), ``read_timeout``, ``max_retries`` and
+    ``retry`` are :class:`~campusllm.chat.ChatCaller`'s.
 
     Example:
         >>> caller = CompletionCaller("maas:QwQ-32B", api_key="sk-example",
@@ -73,14 +75,24 @@ class CompletionCaller:
         *,
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
-        timeout: float = 120.0,
+        timeout: float | Timeouts | httpx.Timeout | None = None,
+        read_timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(model, Connection):
             self.connection = model
         else:
             self.connection = connect(
-                model, api_key=api_key, base_url=base_url, timeout=timeout, headers=headers
+                model,
+                api_key=api_key,
+                base_url=base_url,
+                timeout=DEFAULT_CHAT_TIMEOUT if timeout is None else timeout,
+                read_timeout=read_timeout,
+                max_retries=max_retries,
+                retry=retry,
+                headers=headers,
             )
         self.resolved = self.connection.resolved
         require_completions(self.resolved)

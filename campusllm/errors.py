@@ -225,7 +225,11 @@ class CampusLLMError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        if not self.hint:
+            return self.message
+        # Chinese sentences end in a full-width mark and run on without a space
+        sep = "" if self.message.endswith(("。", "!", "?", ")")) else " "
+        return f"{self.message}{sep}{self.hint}"
 
     def __reduce__(self) -> Any:  # keep pickling (multiprocessing, joblib) working
         return (

@@ -19,7 +19,9 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterable
 
-__all__ = ["installed", "require_extra"]
+from .i18n import tr
+
+__all__ = ["installed", "require_extra", "install_line"]
 
 
 def installed(module: str) -> bool:
@@ -40,7 +42,20 @@ def require_extra(package: str, extra: str, modules: Iterable[str]) -> None:
     for module in modules:
         if not installed(module):
             raise ImportError(
-                f"{package} needs {module!r}, which is not installed. Install the extra: "
-                f'pip install "campusllm[{extra}]" (uv: uv add "campusllm[{extra}]")',
+                tr(
+                    f"{package} needs {module!r}, which is not installed. Install the extra: "
+                    f"{install_line(extra)}",
+                    f"{package} 需要 {module!r},但它没有安装。请安装扩展:{install_line(extra)}",
+                ),
                 name=module,
             )
+
+
+def install_line(extra: str) -> str:
+    """The command that installs ``extra`` (pip, and uv for uv projects).
+
+    Example:
+        >>> install_line("langchain")
+        'pip install "campusllm[langchain]" (uv: uv add "campusllm[langchain]")'
+    """
+    return f'pip install "campusllm[{extra}]" (uv: uv add "campusllm[{extra}]")'

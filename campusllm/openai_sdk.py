@@ -42,7 +42,7 @@ from openai.types.chat.completion_create_params import CompletionCreateParamsStr
 from pydantic import SecretStr
 
 from .answers import AnswerReader, answer_json, read_completion
-from .errors import CampusLLMError, ProtocolError, redact, scrub
+from .errors import CampusLLMError, ProtocolError, exception_chain, redact, scrub
 from .registry import ResolvedModel
 from .streaming import StreamEnded, StreamGuard
 from .transport.errors import (
@@ -349,18 +349,9 @@ def completion(obj: Any, resolved: ResolvedModel) -> WireMessage:
 # --------------------------------------------------------------------------- errors
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
-
-
 def _error_event(exc: BaseException) -> dict[str, Any] | None:
     """The ``{"error": ...}`` body of a gateway error event the SDK raised, if ``exc`` is one."""
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(
             e,
             (openai.APIStatusError, openai.APIConnectionError, openai.APIResponseValidationError),
@@ -379,7 +370,7 @@ def _is_ours(exc: BaseException) -> bool:
     return any(
         isinstance(e, (openai.OpenAIError, json.JSONDecodeError, UnicodeDecodeError))
         or is_http_error(e)
-        for e in _chain(exc)
+        for e in exception_chain(exc)
     )
 
 
@@ -396,7 +387,7 @@ def map_sdk_error(exc: BaseException, resolved: ResolvedModel) -> BaseException:
         return exc
     if not _is_ours(exc):
         return exc
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, CampusLLMError):
             return e
         if isinstance(e, openai.APIStatusError):
@@ -406,7 +397,7 @@ def map_sdk_error(exc: BaseException, resolved: ResolvedModel) -> BaseException:
             return _not_json(e, resolved)
         if is_http_error(e) or isinstance(e, UnicodeDecodeError):
             return error_from_exception(e, resolved)
-    for e in _chain(exc):
+    for e in exception_chain(exc):
         if isinstance(e, openai.APITimeoutError):
             return timeout_error(resolved, type(e).__name__)
         if isinstance(e, openai.APIConnectionError):

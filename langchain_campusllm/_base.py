@@ -37,6 +37,9 @@ class CampusComponent(BaseModel):
     """Overrides the provider's key env vars."""
     base_url: str | None = None
     timeout: float | None = None
+    """Total seconds of one attempt (default 60)."""
+    read_timeout: float | None = None
+    """Longest silence in seconds between two reads (``None``: only ``timeout`` bounds it)."""
     max_retries: int | None = None
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
@@ -61,6 +64,7 @@ class CampusComponent(BaseModel):
                 rate_limits=values.get("rate_limits"),
                 max_retries=values.get("max_retries"),
                 timeout=values.get("timeout"),
+                read_timeout=values.get("read_timeout"),
             )
             values["campus_client"] = CampusClient(conn)
         conn = values["campus_client"].connection

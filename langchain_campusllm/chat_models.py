@@ -81,6 +81,10 @@ class ChatCampusLLM(BaseChatOpenAI):
     """Thinking mode: ``None`` keeps the model's default; ``True``/``False`` switch it."""
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
+    read_timeout: float | None = None
+    """Longest silence in seconds between two reads (``None``: only ``timeout``, the total of
+    one attempt with the whole stream, bounds it); set it below ``timeout`` to notice a
+    stalled stream early."""
 
     campus_connection: Connection | None = Field(default=None, exclude=True, repr=False)
     """Set by the constructor: the :class:`~campusllm.connection.Connection` it sends on."""
@@ -124,6 +128,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             rate_limits=values.get("rate_limits"),
             max_retries=values.get("max_retries"),
             timeout=timeout if numeric else _DEFAULT_TIMEOUT,
+            read_timeout=values.get("read_timeout"),
         )
         resolved = conn.resolved
         values["model"] = resolved.wire_model

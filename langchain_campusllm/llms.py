@@ -21,7 +21,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from campusllm.completions import CompletionCaller
-from campusllm.connection import Connection, connect
+from campusllm.connection import DEFAULT_CHAT_TIMEOUT, Connection, connect
 from campusllm.errors import ConfigError
 from campusllm.registry import RateLimits, ResolvedModel
 from campusllm.wire import Delta, WireMessage
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CampusLLMCompletion"]
 
-_DEFAULT_TIMEOUT = 120.0
+_DEFAULT_TIMEOUT = DEFAULT_CHAT_TIMEOUT
 _MAX_PARALLEL = 8  # prompts of one batch in flight at once; the limiter paces them anyway
 
 
@@ -73,7 +73,10 @@ class CampusLLMCompletion(BaseLLM):
     base_url: str | None = None
     """Overrides the registry's base URL (``MAAS_BASE_URL`` for MaaS)."""
     timeout: float | None = None
-    """Seconds per request (default 120)."""
+    """Total seconds of one attempt, the whole answer or stream included (default 600, as
+    for chat)."""
+    read_timeout: float | None = None
+    """Longest silence in seconds between two reads (``None``: only ``timeout`` bounds it)."""
     max_retries: int | None = None
     """Retries of 429/5xx/connection errors (default: the core's policy)."""
     rate_limits: RateLimits | None = None
@@ -128,6 +131,7 @@ class CampusLLMCompletion(BaseLLM):
             rate_limits=values.get("rate_limits"),
             max_retries=values.get("max_retries"),
             timeout=_DEFAULT_TIMEOUT if timeout is None else timeout,
+            read_timeout=values.get("read_timeout"),
             headers=values.get("default_headers"),
         )
         caller = CompletionCaller(conn)

@@ -20,6 +20,8 @@ from campusllm.registry import RateLimits, ResolvedModel
 class ClosableClient(BaseModel):
     """Base of the three LlamaIndex classes: the registry fields, the connection, closing.
 
+    ``timeout`` is the total seconds of one attempt, the whole answer or stream included, and
+    ``read_timeout`` the longest silence between two reads (``None``: only ``timeout``).
     Subclasses declare ``timeout`` (their default differs) and may add constructor kwargs
     in :meth:`_init_kwargs`. One connection serves sync and async calls: the core transport
     keeps async connections per event loop, so ``asyncio.run`` after ``asyncio.run`` (and
@@ -37,6 +39,11 @@ class ClosableClient(BaseModel):
     max_retries: int | None = Field(
         default=None, description="Retries for 429/5xx/connect errors (None: core default)."
     )
+    read_timeout: float | None = Field(
+        default=None,
+        description="Longest silence in seconds between two reads (None: only timeout, the "
+        "total of one attempt, bounds it).",
+    )
     rate_limits: RateLimits | None = Field(
         default=None,
         description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
@@ -53,6 +60,7 @@ class ClosableClient(BaseModel):
         base_url: str | None = None,
         api_key: str | SecretStr | None = None,
         timeout: float | None = None,
+        read_timeout: float | None = None,
         max_retries: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -66,6 +74,7 @@ class ClosableClient(BaseModel):
             rate_limits=kwargs.get("rate_limits"),
             max_retries=max_retries,
             timeout=timeout,
+            read_timeout=read_timeout,
             headers=kwargs.get("default_headers"),
         )
         self._init_kwargs(conn.resolved, kwargs)
@@ -75,6 +84,7 @@ class ClosableClient(BaseModel):
             base_url=base_url,
             api_key=conn.api_key,
             timeout=timeout,
+            read_timeout=read_timeout,
             max_retries=max_retries,
             **kwargs,
         )

@@ -149,3 +149,93 @@ def test_demo_runs_without_one_of_the_adapters(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"({missing} is not installed" in proc.stdout
     assert still_runs in proc.stdout and "Done." in proc.stdout
+
+
+_CORE_ONLY = """
+import sys
+
+# a core-only install: the adapters' packages are there, their frameworks are not
+BLOCKED = ("langchain_core", "langchain_openai", "openai", "llama_index")
+for name in BLOCKED:
+    sys.modules[name] = None  # import raises ImportError, find_spec finds nothing
+from campusllm.cli import main
+sys.exit(main(["demo", "--offline"]))
+"""
+
+
+def _clean_env(tmp_path: pathlib.Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSLLM_")}
+    env.update(CAMPUSLLM_CONFIG=str(tmp_path / "none.toml"), NO_COLOR="1", CAMPUSLLM_LANG="en")
+    return env
+
+
+def test_demo_in_a_core_only_install_says_in_one_line_how_to_install_each_extra(
+    tmp_path: pathlib.Path,
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CORE_ONLY],
+        env=_clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for extra, needed in (("langchain", "langchain_core"), ("llamaindex", "llama_index.core")):
+        notes = [line for line in proc.stdout.splitlines() if f'"campusllm[{extra}]"' in line]
+        assert len(notes) == 1, proc.stdout  # said once, on one line
+        assert f"needs {needed}, which is not installed" in notes[0]
+        assert f'pip install "campusllm[{extra}]"' in notes[0]
+    assert "Done." in proc.stdout
+
+
+def _no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in list(os.environ):
+        if var.endswith("_API_KEY") or "_API_KEY_" in var:
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("CAMPUSLLM_CONFIG", "/nonexistent/campusllm.toml")
+
+
+def test_doctor_without_provider_checks_only_the_providers_with_a_key(
+    sim, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_keys(monkeypatch)
+    monkeypatch.setenv("SJTU_API_KEY", SIM_KEY)
+    assert main(["doctor", "--base-url", sim.url("sjtu")]) == 0
+    out = capsys.readouterr().out
+    assert "== sjtu" in out and "auth ok" in out
+    for other in ("ecnu", "maas", "oneapi", "custom"):
+        assert f"== {other}" not in out  # no key: nothing of theirs to check
+    assert "campusllm doctor PROVIDER" in out  # and how to check one of them anyway
+
+
+def test_doctor_without_any_key_says_none_is_configured_and_how(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _no_keys(monkeypatch)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "No API key is configured" in out
+    assert "SJTU_API_KEY" in out and "[keys]" in out and "==" not in out
+
+
+def test_a_reader_that_went_away_ends_the_cli_without_a_traceback(
+    tmp_path: pathlib.Path,
+) -> None:
+    # `campusllm providers | head -1`, with head gone before the first write: the pipe's
+    # read end is closed before the command starts, so every write fails.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "campusllm", "providers"],
+            env=_clean_env(tmp_path),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 141  # as a shell reports a process ended by SIGPIPE

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from ..auth import get_api_key
 from ..errors import AuthenticationError
+from ..extras import install_line
 from ..i18n import is_chinese, tr
 from ..registry import Registry, ResolvedModel, get_registry
 from ..sim import Simulator
@@ -37,18 +38,41 @@ def _say(title: str) -> None:
     print(bold(f"── {title}"))
 
 
-def _installed(package: str) -> bool:
+_EXTRAS = {"langchain_campusllm": "langchain", "llama_index_campusllm": "llamaindex"}
+
+
+def _installed(package: str, told: set[str]) -> bool:
+    """Whether an adapter can be imported; if not, one line (once per tour) says how to
+    install its extra: a core-only install has the adapter's package but not its framework."""
     try:
         importlib.import_module(package)
-    except ImportError:
-        print(
-            tr(
-                f"({package} is not installed: this part of the tour is skipped.)",
-                f"(未安装 {package}:跳过这部分演示。)",
-            )
-        )
+    except ImportError as e:
+        if package not in told:
+            told.add(package)
+            print(_not_installed(package, e))
         return False
     return True
+
+
+def _not_installed(package: str, exc: ImportError) -> str:
+    line = install_line(_EXTRAS[package])
+    if exc.name is None:  # not a missing module: the adapter itself failed to import
+        reason = " ".join(str(exc).split())
+        return tr(
+            f"({package} could not be imported ({reason}): this part of the tour is skipped.)",
+            f"(无法导入 {package}({reason}):跳过这部分演示。)",
+        )
+    if exc.name == package:
+        what = tr(f"{package} is not installed", f"未安装 {package}")
+    else:
+        what = tr(
+            f"{package} needs {exc.name}, which is not installed",
+            f"{package} 需要的 {exc.name} 没有安装",
+        )
+    return tr(
+        f"({what}: this part of the tour is skipped. To run it: {line})",
+        f"({what}:跳过这部分演示。要运行它:{line})",
+    )
 
 
 def run_demo(model: str | None = None, *, offline: bool = False) -> int:
@@ -97,11 +121,13 @@ def run_demo(model: str | None = None, *, offline: bool = False) -> int:
             )
 
         _registry_step(resolved)
-        if _installed("langchain_campusllm"):
+        told: set[str] = set()
+        if _installed("langchain_campusllm", told):
             _langchain_steps(model, resolved, conn)
-        if _installed("llama_index_campusllm"):
+        if _installed("llama_index_campusllm", told):
             _llama_index_step(model, resolved.provider.name, conn)
-        _rag_step(reg, provider.name if key is not None else None, conn)
+        if _installed("langchain_campusllm", told):
+            _rag_step(reg, provider.name if key is not None else None, conn)
     print()
     print(
         tr(
@@ -236,8 +262,6 @@ def _rag_step(reg: Registry, only_provider: str | None, conn: Connect) -> None:
             f"5. RAG:{emb_model} 向量 + {rr_model} 重排序",
         )
     )
-    if not _installed("langchain_campusllm"):
-        return
     # optional extras, imported only when installed
     from langchain_core.documents import Document
     from langchain_core.vectorstores import InMemoryVectorStore

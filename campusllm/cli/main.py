@@ -13,28 +13,23 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-import warnings
 from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from pydantic import SecretStr
-
-from ..auth import KeySlot, key_slots, key_validity, missing_key_error
 from ..chat import ChatCaller
 from ..client import CampusClient
 from ..completions import CompletionCaller
 from ..errors import CampusLLMError
 from ..i18n import tr
-from ..registry import ProviderSpec, ResolvedModel, get_registry
-from ..registry.keys import pattern_matches
+from ..registry import ResolvedModel, get_registry
 from ..sim import main as sim_main
-from ..transport import error_from_exception
-from ..transport.library import core_http_library, is_http_error
 from ..wire import Delta
 from .demo import run_demo
+from .doctor import cmd_doctor
 from .style import (
     ASSUMED,
     assumed_note,
@@ -179,121 +174,6 @@ def _write_deltas(deltas: Iterable[Delta], verbose: bool) -> None:
         print(dim(tr(f"usage: {usage}", f"用量: {usage}")))
 
 
-def _key_lines(p: ProviderSpec, slots: list[KeySlot]) -> tuple[list[str], bool]:
-    """What ``doctor`` says about each key of ``p`` (never the key), and whether one is bad."""
-    lines: list[str] = []
-    bad = False
-    default = slots[0]
-    if default.error is not None:
-        bad = True
-        lines.append(str(default.error))
-    elif default.found is not None:
-        where = f"from {default.found.source}"
-        lines.append(f"default: ok ({where})" if len(slots) > 1 else f"ok ({where})")
-    else:
-        lines.append(f"missing: {missing_key_error(p)}")
-    for slot in slots[1:]:
-        shown = slot.models and slot.models != (slot.name,)
-        label = f"{slot.name} ({', '.join(slot.models)})" if shown else slot.name
-        if slot.error is not None:
-            bad = True
-            lines.append(f"{label}: {slot.error}")
-        elif slot.found is not None:
-            lines.append(f"{label}: ok (from {slot.found.source})")
-        else:
-            looked = " or ".join(slot.sources)
-            lines.append(f"{label}: not set ({looked}); these models use the default key")
-    return lines, bad
-
-
-def _distinct_keys(p: ProviderSpec, slots: list[KeySlot]) -> list[tuple[str, SecretStr, str]]:
-    """``(label, key, model)`` for each different key that is set: each is checked once.
-
-    ``model`` is a catalogued model the key serves (empty: any), so that a rejection names
-    the right env vars.
-    """
-    out: dict[str, tuple[list[str], SecretStr, str]] = {}
-    for slot in slots:
-        if slot.found is None:
-            continue
-        model = next(
-            (m.id for m in p.models if any(pattern_matches(x, m.names()) for x in slot.models)),
-            "",
-        )
-        value = slot.found.key.get_secret_value()
-        out.setdefault(value, ([], slot.found.key, model))[0].append(slot.name)
-    return [(" = ".join(names), key, model) for names, key, model in out.values()]
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    reg = get_registry()
-    today = args.today or date.today()
-    names = [args.provider] if args.provider else [p.name for p in reg.providers()]
-    worst = 0
-    for name in names:
-        p = reg.provider(name)
-        print(bold(f"== {name} ({p.display_name or name})"))
-        slots = key_slots(p)
-        lines, bad = _key_lines(p, slots)
-        for line in lines:
-            print(f"  key      {line}")
-        if bad:
-            worst = 1
-        validity = key_validity(p, today)
-        if validity is not None:
-            print(f"  validity {validity}")
-        try:
-            resolved = _resolve_any(name, args.base_url)
-        except CampusLLMError as e:
-            print(f"  base url not configured: {e}")
-            continue
-        print(f"  base url {resolved.base_url}")
-        print(f"  limits   {limits_text(p)}")
-        if p.network_hint:
-            print(f"  network  {p.network_hint}")
-        keys = _distinct_keys(p, slots)
-        if not keys:
-            worst = max(worst, 1 if args.provider else 0)
-            # no key, so no auth check: still tell whether the host answers at all
-            try:
-                r = core_http_library().get(
-                    resolved.base_url.rstrip("/") + "/models", timeout=args.timeout
-                )
-                print(f"  reach    ok (HTTP {r.status_code}); auth not checked without a key")
-            except Exception as e:
-                if not is_http_error(e):
-                    raise
-                worst = 1
-                err = error_from_exception(e, resolved)
-                print(f"  problem  {type(err).__name__}: {err}")
-            continue
-        for i, (label, key, model) in enumerate(keys):
-            which = f" ({label} key)" if len(slots) > 1 else ""
-            target = resolved
-            if model:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # a deprecated model: not what is checked
-                    target = reg.resolve(provider=name, model=model, base_url=args.base_url)
-            try:
-                with CampusClient(target, key, timeout=args.timeout) as client:
-                    ids = client.list_models()
-            except CampusLLMError as e:
-                worst = 1
-                print(f"  problem  {type(e).__name__}{which}: {e}")
-                continue
-            if i == 0:
-                print(f"  reach    ok, auth ok{which}, {len(ids)} models listed")
-                drift = reg.drift(name, ids)
-                if drift.missing_in_catalog:
-                    print(
-                        "  drift    gateway has models we don't: "
-                        + ", ".join(drift.missing_in_catalog)
-                    )
-            else:
-                print(f"  auth     ok{which}, {len(ids)} models listed")
-    return worst
-
-
 def cmd_sim(args: argparse.Namespace) -> int:
     argv = ["--port", str(args.port), "--host", args.host]
     if args.window is not None:
@@ -357,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", nargs="*")
     p.set_defaults(func=cmd_complete)
 
-    p = sub.add_parser("doctor", help="check keys, reachability, auth and limits")
+    p = sub.add_parser(
+        "doctor",
+        help=tr(
+            "check keys, reachability, auth and limits (of the providers with a key, or of "
+            "PROVIDER)",
+            "检查密钥、连通性、鉴权与限额(检查已配置密钥的提供方,或指定的 PROVIDER)",
+        ),
+    )
     p.add_argument("provider", nargs="?")
     p.add_argument("--base-url")
     p.add_argument("--timeout", type=float, default=8.0)
@@ -403,12 +290,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except CampusLLMError as e:
         print(tr("error: ", "错误: ") + f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """The reader of stdout went away (``campusllm providers | head -1``): stop quietly.
+
+    What is still buffered can never be written; pointing stdout at ``/dev/null`` lets the
+    interpreter's own flush at exit succeed instead of printing a BrokenPipeError. The exit
+    code is a shell's for a process ended by SIGPIPE (128 + 13), as for ``cat`` or ``ls``.
+    """
+    with contextlib.suppress(OSError, ValueError):  # stdout is not a real file (tests)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

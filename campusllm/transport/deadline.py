@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..i18n import tr
 from .library import error_names
 from .watchdog import WATCHDOG, Job, shut_down_socket
 
@@ -176,15 +177,19 @@ def deadline_exceeded(
     lib: ModuleType, request: httpx.Request, deadline: Deadline, received: int | None
 ) -> Exception:
     """The library's ``ReadTimeout`` for an attempt that ran past ``deadline``, marked."""
-    where = (
-        "before the response headers arrived"
-        if received is None
-        else f"while the answer was still arriving ({received} bytes received)"
-    )
-    exc: Exception = lib.ReadTimeout(
-        f"the total timeout of {deadline.seconds:g} s for one attempt passed {where}",
-        request=request,
-    )
+    if received is None:
+        text = tr(
+            f"the total timeout of {deadline.seconds:g} s for one attempt passed before the "
+            "response headers arrived",
+            f"一次尝试的总时限 {deadline.seconds:g} 秒在收到响应头之前就到了",
+        )
+    else:
+        text = tr(
+            f"the total timeout of {deadline.seconds:g} s for one attempt passed while the "
+            f"answer was still arriving ({received} bytes received)",
+            f"一次尝试的总时限 {deadline.seconds:g} 秒已到,回答仍在传输(已收到 {received} 字节)",
+        )
+    exc: Exception = lib.ReadTimeout(text, request=request)
     setattr(exc, DEADLINE_ATTR, deadline.seconds)
     return exc
 

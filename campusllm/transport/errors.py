@@ -1,11 +1,13 @@
 """Typed errors for what the wire returned: HTTP error statuses and transport exceptions.
 
 Every failure a gateway or the network can cause becomes one error from
-:mod:`campusllm.errors`, naming the cause and the fix. The status → type mapping
-(:func:`error_for_status`) is written once and serves HTTP error responses and the error
-events some gateways send in the middle of a stream. What the transport already did about a
-response (how many attempts, why it stopped: :class:`~.retry.RetryNote`) is part of the
-message, so "after retries" is said only when there were retries.
+:mod:`campusllm.errors`, naming the cause and the fix, in the user's language for the
+failures met most (no key, unreachable, 401, 429, timeouts, 5xx: :func:`campusllm.i18n.tr`).
+The status → type mapping (:func:`error_for_status`) is written once and serves HTTP error
+responses and the error events some gateways send in the middle of a stream. What the
+transport already did about a response (how many attempts, why it stopped:
+:class:`~.retry.RetryNote`) is part of the message, so "after retries" is said only when
+there were retries.
 
 Example:
     >>> import httpx
@@ -36,6 +38,7 @@ from ..errors import (
     redact,
     scrub,
 )
+from ..i18n import tr
 from ..registry import ResolvedModel
 from ..wire.error_body import parse_gateway_error
 from .deadline import AFTER_HEADERS_ATTR, DEADLINE_ATTR
@@ -73,11 +76,13 @@ def format_wait(seconds: float) -> str:
     """
     s = round(seconds)
     if s < 60:
-        return f"{seconds:.3g} s"
+        return tr(f"{seconds:.3g} s", f"{seconds:.3g} 秒")
     h, rem = divmod(s, 3600)
     m = rem // 60
-    parts = ([f"{h} h"] if h else []) + ([f"{m} min"] if m else [])
-    return f"{s} s ({' '.join(parts) or '1 min'})"
+    hours, mins = tr(f"{h} h", f"{h} 小时"), tr(f"{m} min", f"{m} 分钟")
+    parts = ([hours] if h else []) + ([mins] if m else [])
+    joined = " ".join(parts) or tr("1 min", "1 分钟")
+    return tr(f"{s} s ({joined})", f"{s} 秒({joined})")
 
 
 def _rate_limited(
@@ -93,29 +98,48 @@ def _rate_limited(
 ) -> RateLimitError:
     lim = resolved.provider.limits
     quota = ", ".join(f"{n}={v}" for n, v in (("rpm", lim.rpm), ("tpm", lim.tpm)) if v is not None)
-    advice = (
-        f"The published quota is {quota} per key; " if quota else "Lower the request rate; "
-    ) + "pass rate_limits=RateLimits(rpm=…, tpm=…) matching your key, or raise max_retries."
+    if quota:
+        advice = tr(f"The published quota is {quota} per key; ", f"每个密钥公布的限额为 {quota};")
+    else:
+        advice = tr("Lower the request rate; ", "请降低请求频率;")
+    advice += tr(
+        "pass rate_limits=RateLimits(rpm=…, tpm=…) matching your key, or raise max_retries.",
+        "传入与你的密钥相符的 rate_limits=RateLimits(rpm=…, tpm=…),或调大 max_retries。",
+    )
+    answered = tr(
+        f"answered 429 Too Many Requests ({how}){said}.", f"返回 429 请求过多({how}){said}。"
+    )
     if during_stream:
-        what = f"answered 429 Too Many Requests ({how}){said}."
+        what = answered
     elif note is not None and note.reason == "wait_too_long" and retry_after is not None:
-        what = (
+        what = tr(
             f"answered 429 Too Many Requests{said} and asked to wait {format_wait(retry_after)} "
             f"before the next request: longer than campusllm waits on its own "
-            f"({MAX_RETRY_AFTER_S:g} s), so the request was not resent."
+            f"({MAX_RETRY_AFTER_S:g} s), so the request was not resent.",
+            f"返回 429 请求过多{said},并要求等待 {format_wait(retry_after)} 后再发请求:超过了 "
+            f"campusllm 自动等待的上限({MAX_RETRY_AFTER_S:g} 秒),所以没有重发。",
         )
         advice = (
-            "The key's quota is used up until then; wait, or use another key or provider. " + advice
+            tr(
+                "The key's quota is used up until then; wait, or use another key or provider. ",
+                "在此之前这个密钥的额度已用完;请等待,或换一个密钥或提供方。",
+            )
+            + advice
         )
     elif note is not None and note.retried:
-        what = (
-            f"kept answering 429 Too Many Requests after {note.attempts - 1} "
-            f"{'retry' if note.attempts == 2 else 'retries'}{said}."
+        n = note.attempts - 1
+        what = tr(
+            f"kept answering 429 Too Many Requests after {n} {'retry' if n == 1 else 'retries'}"
+            f"{said}.",
+            f"重试 {n} 次后仍返回 429 请求过多{said}。",
         )
     else:
-        what = f"answered 429 Too Many Requests ({how}){said}."
+        what = answered
     wait = (
-        f" It asked to wait {format_wait(retry_after)}."
+        tr(
+            f" It asked to wait {format_wait(retry_after)}.",
+            f"网关要求等待 {format_wait(retry_after)}。",
+        )
         if retry_after is not None and not (note and note.reason == "wait_too_long")
         else ""
     )
@@ -128,7 +152,7 @@ def _tries(note: RetryNote | None) -> str:
     if note is None or not note.retried:
         return ""
     n = note.attempts - 1
-    return f" after {n} {'retry' if n == 1 else 'retries'}"
+    return tr(f" after {n} {'retry' if n == 1 else 'retries'}", f",重试 {n} 次后")
 
 
 def error_for_status(
@@ -160,10 +184,18 @@ def error_for_status(
     provider = resolved.provider
     where = f"{provider.name}:{resolved.model.id}"
     said = f": {message}" if message else ""
-    how = f"error {status} in the middle of its answer" if during_stream else f"HTTP {status}"
+    how = (
+        tr(f"error {status} in the middle of its answer", f"回答中途出现错误 {status}")
+        if during_stream
+        else f"HTTP {status}"
+    )
     kept = (
-        " What arrived before the error is kept on it (partial_content, partial_reasoning, "
-        "partial_tool_calls); streams are never resent, so nothing is duplicated."
+        tr(
+            " What arrived before the error is kept on it (partial_content, partial_reasoning, "
+            "partial_tool_calls); streams are never resent, so nothing is duplicated.",
+            "出错前已收到的内容保存在这个错误上(partial_content、partial_reasoning、"
+            "partial_tool_calls);流式请求不会重发,所以不会重复。",
+        )
         if during_stream
         else ""
     )
@@ -177,16 +209,32 @@ def error_for_status(
     if status == 401:
         if is_gateway_credential_failure(message):
             return AuthenticationError(
-                f"{where}: the gateway's own key for its model server was refused ({how}){said}.",
-                hint="This is the gateway's problem, not your key: tell the gateway's "
-                f"administrator, or pick another model (`campusllm models {provider.name}`)."
+                tr(
+                    f"{where}: the gateway's own key for its model server was refused "
+                    f"({how}){said}.",
+                    f"{where}:网关自己访问模型服务的密钥被拒绝({how}){said}。",
+                ),
+                hint=tr(
+                    "This is the gateway's problem, not your key: tell the gateway's "
+                    f"administrator, or pick another model (`campusllm models {provider.name}`).",
+                    "这是网关的问题,不是你的密钥:请告知网关管理员,或换一个模型"
+                    f"(`campusllm models {provider.name}`)。",
+                )
                 + kept,
                 **common,
             )
-        envs = " or ".join(key_env_names(provider, resolved.model))
+        envs = tr(" or ", " 或 ").join(key_env_names(provider, resolved.model))
+        validity = key_validity_hint(provider)
         return AuthenticationError(
-            f"{where} rejected the API key ({how}){said}. {key_validity_hint(provider)}".rstrip(),
-            hint=f"Check the key in {envs} (or the api_key= you passed); keys can expire.{kept}",
+            tr(
+                f"{where} rejected the API key ({how}){said}. {validity}".rstrip(),
+                f"{where} 拒绝了 API 密钥({how}){said}。{validity}",
+            ),
+            hint=tr(
+                f"Check the key in {envs} (or the api_key= you passed); keys can expire.",
+                f"请检查 {envs} 中的密钥(或你传入的 api_key=);密钥可能已过期。",
+            )
+            + kept,
             **common,
         )
     if status == 403:
@@ -198,11 +246,20 @@ def error_for_status(
         )
     if status == 408:
         return TimeoutError(
-            f"{where}: the gateway gave up waiting for its model server ({how}{_tries(note)})"
-            f"{said}. The model is slow or overloaded right now.",
-            hint="Each retry starts the whole answer again, so campusllm retries a 408 at most "
-            "once. Stream the answer (tokens then arrive before the gateway's timeout), ask for "
-            "fewer max_tokens, or try another model or later." + kept,
+            tr(
+                f"{where}: the gateway gave up waiting for its model server ({how}{_tries(note)})"
+                f"{said}. The model is slow or overloaded right now.",
+                f"{where}:网关等待其模型服务超时({how}{_tries(note)}){said}。"
+                "模型现在很慢或负载过高。",
+            ),
+            hint=tr(
+                "Each retry starts the whole answer again, so campusllm retries a 408 at most "
+                "once. Stream the answer (tokens then arrive before the gateway's timeout), ask "
+                "for fewer max_tokens, or try another model or later.",
+                "每次重试都要重新生成整个回答,所以 campusllm 对 408 最多重试一次。请改用流式输出"
+                "(这样 token 会在网关超时之前到达)、减小 max_tokens,或换个模型、稍后再试。",
+            )
+            + kept,
             **common,
         )
     if status == 429:
@@ -218,10 +275,20 @@ def error_for_status(
             **common,
         )
     if status >= 500:
-        what = f"failed ({how})" if during_stream else f"failed with HTTP {status}{_tries(note)}"
+        if during_stream:
+            what = tr(f"failed ({how}){said}.", f"出错({how}){said}。")
+        else:
+            what = tr(
+                f"failed with HTTP {status}{_tries(note)}{said}.",
+                f"出错(HTTP {status}{_tries(note)}){said}。",
+            )
         return ServerError(
-            f"{where} {what}{said}.",
-            hint="The gateway is overloaded or down; try again later or another model." + kept,
+            f"{where} {what}",
+            hint=tr(
+                "The gateway is overloaded or down; try again later or another model.",
+                "网关过载或宕机;请稍后再试,或换一个模型。",
+            )
+            + kept,
             **common,
         )
     hint = None
@@ -255,16 +322,30 @@ def timeout_error(
     """
     if deadline_s is not None:
         return TimeoutError(
-            f"{resolved.key} did not finish in time: {what}.",
-            hint=f"timeout={deadline_s:g} bounds one whole attempt (connecting, the headers and "
-            "the complete answer or stream). Raise it for long answers (reasoning models can "
-            "think for minutes); set read_timeout= to notice a stalled stream sooner.",
+            tr(
+                f"{resolved.key} did not finish in time: {what}.",
+                f"{resolved.key} 没有在时限内完成:{what}。",
+            ),
+            hint=tr(
+                f"timeout={deadline_s:g} bounds one whole attempt (connecting, the headers and "
+                "the complete answer or stream). Raise it for long answers (reasoning models can "
+                "think for minutes); set read_timeout= to notice a stalled stream sooner.",
+                f"timeout={deadline_s:g} 限制一次尝试的全过程(连接、响应头以及完整的回答或流式"
+                "输出)。回答较长时请调大它(推理模型可能思考好几分钟);设置 read_timeout= "
+                "可以更早发现卡住的流。",
+            ),
             provider=resolved.provider.name,
             model=resolved.model.id,
         )
     return TimeoutError(
-        f"{resolved.key} did not answer in time ({what}).",
-        hint="Raise timeout=…; reasoning models can think for minutes before the first token.",
+        tr(
+            f"{resolved.key} did not answer in time ({what}).",
+            f"{resolved.key} 没有及时应答({what})。",
+        ),
+        hint=tr(
+            "Raise timeout=…; reasoning models can think for minutes before the first token.",
+            "请调大 timeout=…;推理模型在输出第一个 token 之前可能要思考好几分钟。",
+        ),
         provider=resolved.provider.name,
         model=resolved.model.id,
     )
@@ -273,7 +354,10 @@ def timeout_error(
 def connect_error(resolved: ResolvedModel, detail: str) -> UnreachableError:
     """The error for a gateway that could not be reached (``detail``: what failed)."""
     return UnreachableError(
-        f"Cannot connect to {resolved.base_url} ({detail}).",
+        tr(
+            f"Cannot connect to {resolved.base_url} ({detail}).",
+            f"无法连接到 {resolved.base_url}({detail})。",
+        ),
         hint=network_hint(resolved),
         provider=resolved.provider.name,
         model=resolved.model.id,
@@ -350,18 +434,33 @@ def _broken_connection(
     received = getattr(exc, AFTER_HEADERS_ATTR, None)
     if received is not None:
         return ProtocolError(
-            f"The connection to {resolved.base_url} broke after {resolved.key} had started "
-            f"answering ({received} bytes of the body received; {detail}): the answer is "
-            "incomplete.",
-            hint="A gateway or proxy cut the connection mid-answer; the request was not "
-            "resent (it may have been processed). Try again; if it keeps happening with long "
-            "answers, stream them or ask the gateway's administrator about its timeouts.",
+            tr(
+                f"The connection to {resolved.base_url} broke after {resolved.key} had started "
+                f"answering ({received} bytes of the body received; {detail}): the answer is "
+                "incomplete.",
+                f"{resolved.key} 开始回答后,到 {resolved.base_url} 的连接断开了(已收到 "
+                f"{received} 字节;{detail}):回答不完整。",
+            ),
+            hint=tr(
+                "A gateway or proxy cut the connection mid-answer; the request was not "
+                "resent (it may have been processed). Try again; if it keeps happening with long "
+                "answers, stream them or ask the gateway's administrator about its timeouts.",
+                "网关或代理在回答中途切断了连接;请求没有重发(它可能已被处理)。请再试一次;"
+                "如果长回答总是这样,请改用流式输出,或向网关管理员询问其超时设置。",
+            ),
             **common,
         )
     return UnreachableError(
-        f"The connection to {resolved.base_url} broke before {resolved.key} answered ({detail}).",
-        hint="The gateway (or a proxy in between) closed the connection; retries were "
-        "exhausted. Try again later, or check the base URL.",
+        tr(
+            f"The connection to {resolved.base_url} broke before {resolved.key} answered "
+            f"({detail}).",
+            f"{resolved.key} 应答之前,到 {resolved.base_url} 的连接断开了({detail})。",
+        ),
+        hint=tr(
+            "The gateway (or a proxy in between) closed the connection; retries were "
+            "exhausted. Try again later, or check the base URL.",
+            "网关(或中间的代理)关闭了连接,重试次数已用完。请稍后再试,或检查地址。",
+        ),
         **common,
     )
 

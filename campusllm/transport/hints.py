@@ -5,6 +5,8 @@ campus whose connection to the campus gateway failed, and misleads everyone else
 llama-server that is not running, a gateway that dropped a connection it had accepted). So
 each hint here looks at the facts first: the host the request went to, and the gateway's own
 wording (LiteLLM, vLLM, llama.cpp and one-api each word the same failure differently).
+Hints speak the user's language (:func:`campusllm.i18n.tr`: Chinese for a Chinese locale or
+``CAMPUSLLM_LANG=zh``).
 
 Example:
     >>> from campusllm.registry import resolve
@@ -22,6 +24,7 @@ import ipaddress
 import re
 import urllib.parse
 
+from ..i18n import tr
 from ..registry import ResolvedModel
 
 __all__ = [
@@ -73,28 +76,39 @@ def network_hint(resolved: ResolvedModel) -> str:
     name = provider.display_name or provider.name
     url = resolved.base_url
     if is_loopback(url):
-        return (
+        return tr(
             f"Nothing answered at {url}, an address on this machine: check that the server "
-            "(llama-server, vLLM, the simulator…) is running and listening on that port."
+            "(llama-server, vLLM, the simulator…) is running and listening on that port.",
+            f"{url} 是本机地址,但没有服务应答:请检查服务(llama-server、vLLM、模拟器……)"
+            "是否已启动并在该端口监听。",
         )
     if not _catalogued_host(resolved):
-        return (
+        return tr(
             f"Check the base URL {url} and that the server is up and reachable from this "
-            "machine (a firewall or proxy may block it), then try `campusllm doctor`."
+            "machine (a firewall or proxy may block it), then try `campusllm doctor`.",
+            f"请检查地址 {url} 是否正确、服务是否已启动、本机能否访问(防火墙或代理可能拦截),"
+            "然后运行 `campusllm doctor`。",
         )
     if provider.reachability == "campus":
-        return (
+        return tr(
             f"{name} is reachable only from the campus network "
             f"({provider.network_hint or 'connect to the campus VPN'}). Connect to the campus "
-            "network or VPN, then try `campusllm doctor`."
+            "network or VPN, then try `campusllm doctor`.",
+            f"{name} 仅限校园网访问({provider.network_hint or '校外请连接校园 VPN'})。"
+            "请连接校园网或 VPN,然后运行 `campusllm doctor`。",
         )
     if provider.reachability == "intranet":
-        return (
+        return tr(
             f"{name} is reachable only from its own network "
             f"({provider.network_hint or 'intranet'}). Check the VPN and the base URL, then try "
-            "`campusllm doctor`."
+            "`campusllm doctor`.",
+            f"{name} 仅限其内部网络访问({provider.network_hint or '内网'})。"
+            "请检查 VPN 与地址,然后运行 `campusllm doctor`。",
         )
-    return "Check the base URL and your network connection, then try `campusllm doctor`."
+    return tr(
+        "Check the base URL and your network connection, then try `campusllm doctor`.",
+        "请检查地址与网络连接,然后运行 `campusllm doctor`。",
+    )
 
 
 _UNKNOWN_MODEL = re.compile(
@@ -124,11 +138,18 @@ def model_hint(resolved: ResolvedModel) -> str:
     names = sorted({n for m in provider.models for n in (m.id, *m.aliases)})
     close = difflib.get_close_matches(asked, names, n=3, cutoff=0.6) if asked else []
     close = [c for c in close if c != asked]
-    maybe = f"Did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-    return (
-        f"{maybe}Check the model id: `campusllm models {provider.name} --live` lists what the "
+    if close:
+        names_en = " or ".join(repr(c) for c in close)
+        names_zh = " 或 ".join(repr(c) for c in close)
+        maybe = tr(f"Did you mean {names_en}? ", f"是不是 {names_zh}?")
+    else:
+        maybe = ""
+    return maybe + tr(
+        f"Check the model id: `campusllm models {provider.name} --live` lists what the "
         f"gateway serves to your key; and check that the base URL ({resolved.base_url}) ends "
-        "at the API root (usually /v1)."
+        "at the API root (usually /v1).",
+        f"请检查模型名:`campusllm models {provider.name} --live` 会列出网关为你的密钥提供的模型;"
+        f"并检查地址({resolved.base_url})是否以 API 根路径结尾(通常是 /v1)。",
     )
 
 

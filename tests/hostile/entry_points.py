@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 from collections.abc import Callable
@@ -90,28 +89,16 @@ def _li_chat(s: Scenario, url: str) -> Any:
     )
 
 
-def core_chat_retry_option() -> str | None:
-    """The keyword ChatCaller takes for its retry count, if any."""
-    from campusllm.chat import ChatCaller
-
-    params = inspect.signature(ChatCaller).parameters
-    for name in ("max_retries", "retry"):
-        if name in params:
-            return name
-    return None
-
-
 def _core_chat(s: Scenario, url: str) -> Any:
     from campusllm.chat import ChatCaller
-    from campusllm.transport import RetryPolicy
 
-    kw: dict[str, Any] = {}
-    option = core_chat_retry_option()
-    if option == "max_retries":
-        kw["max_retries"] = s.max_retries
-    elif option == "retry":
-        kw["retry"] = RetryPolicy(max_retries=s.max_retries)
-    return ChatCaller(s.chat_model, api_key=s.api_key, base_url=url, timeout=s.timeout, **kw)
+    return ChatCaller(
+        s.chat_model,
+        api_key=s.api_key,
+        base_url=url,
+        timeout=s.timeout,
+        max_retries=s.max_retries,
+    )
 
 
 def _core_client(s: Scenario, url: str, model: str) -> Any:
@@ -470,10 +457,6 @@ async def core_arerank(s: Scenario, url: str, obs: Observed) -> Any:
         await _aclose(client)
 
 
-def _core_chat_caps() -> frozenset[str]:
-    return frozenset({"retries"}) if core_chat_retry_option() else frozenset()
-
-
 ENTRIES: list[Entry] = [
     Entry("lc.invoke", "chat", "chat", False, lc_invoke),
     Entry("lc.stream", "chat", "chat_stream", False, lc_stream),
@@ -483,8 +466,8 @@ ENTRIES: list[Entry] = [
     Entry("li.stream_chat", "chat", "chat_stream", False, li_stream_chat),
     Entry("li.achat", "chat", "chat", True, li_achat),
     Entry("li.astream_chat", "chat", "chat_stream", True, li_astream_chat),
-    Entry("core.invoke", "chat", "chat", False, core_invoke, _core_chat_caps()),
-    Entry("core.stream", "chat", "chat_stream", False, core_stream, _core_chat_caps()),
+    Entry("core.invoke", "chat", "chat", False, core_invoke),
+    Entry("core.stream", "chat", "chat_stream", False, core_stream),
     Entry("lc.embed_documents", "embed", "embeddings", False, lc_embed_documents),
     Entry("lc.aembed_documents", "embed", "embeddings", True, lc_aembed_documents),
     Entry("li.embed_batch", "embed", "embeddings", False, li_embed_batch),

@@ -159,15 +159,6 @@ EXPECT: dict[str, dict[str, tuple[Check, ...]]] = {
     },
 }
 
-_EVENT_ERRORS = {
-    "lc": "the SDK raises openai.APIError for the error event; error_from_exception maps it to "
-    "ProtocolError and ChatCampusLLM._stream_error wraps that in StreamInterruptedError (the "
-    "gateway's code is lost)",
-    "li": "CampusLLM._interrupted treats the SDK's APIError as an answer, maps it to ProtocolError "
-    "and drops the partial output",
-    "core": "wire._error_in_body makes every error chunk a BadRequestError (not typed by its "
-    "code) and StreamAssembler.feed raises it without the partial output",
-}
 _LC_CHAT = "lc.invoke lc.stream lc.ainvoke lc.astream"
 _LI_CHAT = "li.chat li.stream_chat li.achat li.astream_chat"
 _STREAMS = "lc.stream lc.astream li.stream_chat li.astream_chat core.stream"
@@ -179,20 +170,9 @@ _RERANK = "lc.compress lc.acompress li.postprocess li.apostprocess core.rerank c
 _NOT_LC = f"{_LI_CHAT} core.invoke core.stream {_EMBED} {_RERANK}"
 
 
-def _event_error(lc: str = _EVENT_ERRORS["lc"]) -> dict[str, str]:
-    return {
-        "lc.stream lc.astream": lc,
-        "li.stream_chat li.astream_chat": _EVENT_ERRORS["li"],
-        "core.stream": _EVENT_ERRORS["core"],
-    }
-
-
 # scenario -> {space-separated entry names: what is wrong today}. A fix deletes the names of
 # the cells it repairs (strict marks: a repaired cell fails until its name is gone).
-XFAIL: dict[str, dict[str, str]] = {
-    "litellm_retry_after": {"core.stream": "ChatCaller takes no max_retries/retry option"},
-    "gateway_408": {"core.stream": "ChatCaller takes no max_retries/retry option"},
-}
+XFAIL: dict[str, dict[str, str]] = {}
 
 
 # ----------------------------------------------------------------------------- cells

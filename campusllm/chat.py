@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from .answers import AnswerReader, answer_json, read_completion
 from .connection import connect
 from .errors import CampusLLMError, ProtocolError
+from .limiter import RateLimiter
 from .registry import ResolvedModel
 from .streaming import StreamGuard
 from .transport import error_from_exception, error_from_response
@@ -54,9 +55,15 @@ class ChatCaller:
         base_url: str | None = None,
         timeout: float = 120.0,
         headers: Mapping[str, str] | None = None,
+        limiter: str | RateLimiter | None = None,
     ) -> None:
         self.connection = connect(
-            model, api_key=api_key, base_url=base_url, timeout=timeout, headers=headers
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            headers=headers,
+            limiter=limiter,
         )
         self.resolved = self.connection.resolved
 

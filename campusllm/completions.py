@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from .capabilities import require_completions
 from .connection import Connection, connect
 from .errors import CampusLLMError, CapabilityError, ProtocolError, redact
+from .limiter import RateLimiter
 from .registry import ResolvedModel
 from .streaming import StreamGuard
 from .transport import error_from_exception, error_from_response
@@ -75,12 +76,18 @@ class CompletionCaller:
         base_url: str | None = None,
         timeout: float = 120.0,
         headers: Mapping[str, str] | None = None,
+        limiter: str | RateLimiter | None = None,
     ) -> None:
         if isinstance(model, Connection):
             self.connection = model
         else:
             self.connection = connect(
-                model, api_key=api_key, base_url=base_url, timeout=timeout, headers=headers
+                model,
+                api_key=api_key,
+                base_url=base_url,
+                timeout=timeout,
+                headers=headers,
+                limiter=limiter,
             )
         self.resolved = self.connection.resolved
         require_completions(self.resolved)

@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from campusllm.capabilities import require_tools, structured_output_method
 from campusllm.connection import DEFAULT_CHAT_TIMEOUT, Connection, connect
 from campusllm.errors import CampusLLMError, ConfigError, ProtocolError, redact
+from campusllm.limiter import RateLimiter
 from campusllm.openai_sdk import (
     OpenAIClients,
     as_dict,
@@ -81,6 +82,9 @@ class ChatCampusLLM(BaseChatOpenAI):
     """Thinking mode: ``None`` keeps the model's default; ``True``/``False`` switch it."""
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
+    limiter: str | RateLimiter | None = Field(default=None, exclude=True)
+    """Who shares the key's quota: ``"local"`` (this machine's processes; default), ``"memory"``,
+    ``"redis://host:port/db"``, or a :class:`~campusllm.limiter.RateLimiter` of your own."""
 
     campus_connection: Connection | None = Field(default=None, exclude=True, repr=False)
     """Set by the constructor: the :class:`~campusllm.connection.Connection` it sends on."""
@@ -122,6 +126,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             base_url=base_url,
             api_key=api_key,
             rate_limits=values.get("rate_limits"),
+            limiter=values.get("limiter"),
             max_retries=values.get("max_retries"),
             timeout=timeout if numeric else _DEFAULT_TIMEOUT,
         )

@@ -9,13 +9,14 @@ bench/RESULTS.md):
   127.0.0.1 started here). Goal: ``local`` under 1 ms.
 * **processes** — 3 OS processes share one key against the simulator enforcing RPM+TPM per key
   (2 s window; its 429s carry no ``Retry-After``, as seen from SJTU's gateway), each
-  invoking ``ChatCampusLLM`` 20 times with a prompt of a fixed token count:
+  invoking ``ChatCampusLLM`` 20 times with a prompt of a fixed token count (and an answer of
+  a fixed count, which the simulator counts against TPM as gateways do):
   the ``local`` backend; ``redis`` as 3 "machines" (separate processes, separate cache dirs);
   today's per-process ``memory`` limiter; and ``ChatOpenAI`` with LangChain's
   ``InMemoryRateLimiter`` at the key's request rate (the real peer). Reported: gateway 429s,
   lost or duplicated answers, and wall time against the tight bound. A sliding window lets
   k windows' worth of requests finish after k-1 windows, so the bound is
-  ``max(ceil(N/rpm) - 1, ceil(tokens/tpm) - 1) × window``.
+  ``max(ceil(N/rpm) - 1, ceil(tokens/tpm) - 1) × window``, with tokens = input + output.
 
 Usage::
 
@@ -55,9 +56,13 @@ MODEL = "sjtu:deepseek-chat"
 PY = sys.executable
 
 # The shared-key job: 3 processes × 20 requests of PROMPT_TOKENS each, under rpm and tpm.
+# The simulator's answer to each prompt is ANSWER_TOKENS long, and like a gateway it counts
+# input + output against tpm; the client caps answers at MAX_TOKENS (a user's max_tokens), so
+# it admits a request with PROMPT_TOKENS + MAX_TOKENS and settles it with the real count.
 PROCS, PER_PROC, WINDOW = 3, 20, 2.0
-RPM, PROMPT_TOKENS, PER_WINDOW_BY_TOKENS = 10, 290, 8
-TPM = PROMPT_TOKENS * PER_WINDOW_BY_TOKENS
+RPM, PROMPT_TOKENS, ANSWER_TOKENS, MAX_TOKENS, PER_WINDOW_BY_TOKENS = 10, 290, 163, 200, 8
+REQUEST_TOKENS = PROMPT_TOKENS + ANSWER_TOKENS
+TPM = REQUEST_TOKENS * PER_WINDOW_BY_TOKENS
 
 
 # --------------------------------------------------------------------------- cost
@@ -176,6 +181,7 @@ def worker(a: dict[str, Any]) -> None:
             base_url=a["url"],
             api_key=a["key"],
             rate_limits=RateLimits(rpm=RPM, tpm=TPM, window_s=WINDOW, weekly_tokens=10**9),
+            max_tokens=MAX_TOKENS,
         )
     prompts = [prompt(a["index"], i) for i in range(PER_PROC)]
     print("ready", flush=True)
@@ -186,7 +192,9 @@ def worker(a: dict[str, Any]) -> None:
         marker = p.split(":", 1)[0]
         try:
             r = llm.invoke(p)
-            out.append([marker, marker in str(r.content), ""])
+            usage = getattr(r, "usage_metadata", None) or {}
+            counted = usage.get("total_tokens") == REQUEST_TOKENS
+            out.append([marker, marker in str(r.content) and counted, ""])
         except Exception as exc:  # noqa: BLE001 - reported, not raised: the count is the result
             out.append([marker, False, type(exc).__name__])
     print(json.dumps({"done": time.time(), "results": out}), flush=True)
@@ -276,7 +284,8 @@ class QuietSim(SimProcess):
 
 def bench_processes(rep: Report, quick: bool, redis_url: str | None) -> None:
     n = PROCS * PER_PROC
-    windows = max(math.ceil(n / RPM) - 1, math.ceil(n * PROMPT_TOKENS / TPM) - 1)
+    # tokens as the gateway counts them: input and output
+    windows = max(math.ceil(n / RPM) - 1, math.ceil(n * REQUEST_TOKENS / TPM) - 1)
     bound = windows * WINDOW
     limits = f"rpm={RPM} tpm={TPM:,} per {WINDOW:g} s, 429s without Retry-After"
     sim = QuietSim()
@@ -303,7 +312,8 @@ def bench_processes(rep: Report, quick: bool, redis_url: str | None) -> None:
                 f"{ratio:.3f}× bound",
                 "≤ 1.10, 0 gateway 429s, 0 lost/duplicated" if gated else "",
                 ok if gated else None,
-                f"{n} requests × {PROMPT_TOKENS} tokens, sim limits {limits}; bound "
+                f"{n} requests × ({PROMPT_TOKENS} in + {ANSWER_TOKENS} out) tokens, max_tokens "
+                f"{MAX_TOKENS}, sim limits {limits}; bound "
                 f"{bound:.1f} s ({windows} windows); wall {r['wall']:.2f} s; gateway 429s "
                 f"{r['429']}; lost {r['lost']}; duplicated {r['duplicated']}"
                 + (f"; errors {', '.join(r['errors'])}" if r["errors"] else ""),

@@ -109,6 +109,10 @@ class EmbeddingJob:
         self._failed_batches += 1
         self._errors.append(error)
 
+    def left(self) -> int:
+        """Batches neither done nor failed yet (in flight or not sent)."""
+        return len(self.batches) - self._failed_batches - sum(v is not None for v in self._vectors)
+
     def result(self) -> list[list[float]]:
         """Every vector in input order; or the first error, carrying what was received."""
         if not self._errors:

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from .answers import AnswerReader, answer_json, read_completion
 from .connection import DEFAULT_CHAT_TIMEOUT, Connection, Timeouts, connect
 from .errors import CampusLLMError, ProtocolError
+from .limiter import RateLimiter
 from .registry import ResolvedModel
 from .streaming import StreamGuard
 from .transport import RetryPolicy, error_from_exception, error_from_response
@@ -70,6 +71,7 @@ class ChatCaller:
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        limiter: str | RateLimiter | None = None,
     ) -> None:
         if isinstance(model, Connection):
             self.connection = model
@@ -83,6 +85,7 @@ class ChatCaller:
                 max_retries=max_retries,
                 retry=retry,
                 headers=headers,
+                limiter=limiter,
             )
         self.resolved = self.connection.resolved
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from .batching import batch_size as _batch_size
 from .connection import Connection, connect
 from .errors import CampusLLMError
 from .limiter import RateLimiter
+from .progress import Progress
 from .registry import RateLimits, ResolvedModel
 from .tokens import estimate_tokens
 from .transport import RetryPolicy, error_from_exception, error_from_response
@@ -42,43 +42,6 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["CampusClient", "EmbeddingJob", "RerankResult"]
-
-
-class _Progress:
-    """A tqdm bar when tqdm is installed, else a single updating line on stderr."""
-
-    def __init__(self, total: int, enabled: bool, desc: str) -> None:
-        self._bar: Any = None
-        self._done = 0
-        self.total = total
-        self.enabled = enabled
-        self.desc = desc
-        if not enabled:
-            return
-        try:
-            from tqdm.auto import tqdm  # optional: a bar only if installed
-
-            self._bar = tqdm(total=total, desc=desc, unit="doc")
-        except ImportError:
-            self._bar = None
-
-    def update(self, n: int) -> None:
-        if not self.enabled:
-            return
-        self._done += n
-        if self._bar is not None:
-            self._bar.update(n)
-        else:
-            sys.stderr.write(f"\r{self.desc}: {self._done}/{self.total}")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.close()
-        else:
-            sys.stderr.write("\n")
 
 
 class CampusClient:
@@ -107,14 +70,26 @@ class CampusClient:
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
         limits: RateLimits | None = None,
+        limiter: str | RateLimiter | None = None,
     ) -> None:
         if isinstance(resolved, Connection):
-            if api_key is not None or timeout is not None or retry or limits is not None:
+            if (
+                api_key is not None
+                or timeout is not None
+                or retry
+                or limits is not None
+                or limiter is not None
+            ):
                 raise TypeError("CampusClient(connection) takes no other arguments.")
             self.connection = resolved
         else:
             self.connection = connect(
-                resolved, api_key=api_key, timeout=timeout, retry=retry, rate_limits=limits
+                resolved,
+                api_key=api_key,
+                timeout=timeout,
+                retry=retry,
+                rate_limits=limits,
+                limiter=limiter,
             )
         self.resolved = self.connection.resolved
 
@@ -270,6 +245,14 @@ class CampusClient:
             body["dimensions"] = dimensions
         return body
 
+    def _progress(self, texts: Sequence[str], job: EmbeddingJob, show: bool) -> Progress:
+        """The job's bar (with ``show``): documents done, and the limiter's ETA and waits."""
+        enabled = show and len(job.batches) > 1
+        per_batch = sum(map(estimate_tokens, texts)) // len(job.batches) if enabled else 0
+        return Progress(
+            len(texts), enabled, "Embedding", limiter=self.limiter, tokens_per_batch=per_batch
+        )
+
     def embed(
         self,
         texts: Sequence[str],
@@ -287,7 +270,7 @@ class CampusClient:
         if not texts:
             return []
         job = EmbeddingJob(texts, self.embedding_batches(texts, batch_size))
-        bar = _Progress(len(texts), show_progress and len(job.batches) > 1, "Embedding")
+        bar = self._progress(texts, job, show_progress)
         try:
             for i, (a, b) in enumerate(job.batches):
                 if job.stopped:
@@ -298,7 +281,7 @@ class CampusClient:
                 except CampusLLMError as e:
                     job.failed(i, e)
                     continue
-                bar.update(b - a)
+                bar.update(b - a, batches_left=len(job.batches) - i - 1)
         finally:
             bar.close()
         return job.result()
@@ -321,7 +304,7 @@ class CampusClient:
         if not texts:
             return []
         job = EmbeddingJob(texts, self.embedding_batches(texts, batch_size))
-        bar = _Progress(len(texts), show_progress and len(job.batches) > 1, "Embedding")
+        bar = self._progress(texts, job, show_progress)
         it = iter(enumerate(job.batches))
 
         # A fixed pool of workers pulling batches, not one gather over every batch: memory
@@ -337,7 +320,7 @@ class CampusClient:
                 except CampusLLMError as e:
                     job.failed(i, e)
                     continue
-                bar.update(b - a)
+                bar.update(b - a, batches_left=job.left())
 
         try:
             await _run_workers(worker, min(max(1, max_concurrency), len(job.batches)))

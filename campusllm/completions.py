@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from .capabilities import require_completions
 from .connection import DEFAULT_CHAT_TIMEOUT, Connection, Timeouts, connect
 from .errors import CampusLLMError, CapabilityError, ProtocolError, redact
+from .limiter import RateLimiter
 from .registry import ResolvedModel
 from .streaming import StreamGuard
 from .transport import RetryPolicy, error_from_exception, error_from_response
@@ -80,6 +81,7 @@ class CompletionCaller:
         max_retries: int | None = None,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        limiter: str | RateLimiter | None = None,
     ) -> None:
         if isinstance(model, Connection):
             self.connection = model
@@ -93,6 +95,7 @@ class CompletionCaller:
                 max_retries=max_retries,
                 retry=retry,
                 headers=headers,
+                limiter=limiter,
             )
         self.resolved = self.connection.resolved
         require_completions(self.resolved)

@@ -31,6 +31,7 @@ from pydantic import SecretStr, ValidationError
 from .auth import get_api_key
 from .errors import ConfigError
 from .limiter import RateLimiter, limiter_for
+from .limiter.backends import has_budgets, parse_backend
 from .registry import RateLimits, ResolvedModel, resolve
 from .transport import PoolLimits, RetryPolicy, Timeouts, build_http_clients
 from .transport.library import core_http_library
@@ -95,6 +96,7 @@ class Connection:
         pool: PoolLimits,
         headers: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
+        limiter: str | RateLimiter | None = None,
     ) -> None:
         self.resolved = resolved
         self.api_key = api_key
@@ -108,8 +110,20 @@ class Connection:
         self.pool = pool
         self.headers = dict(headers or {})
         self.limiter: RateLimiter | None = None
-        if limits.rpm or limits.tpm:
-            self.limiter = limiter_for(resolved.provider.name, api_key.get_secret_value(), limits)
+        """The rate limiter every request of this connection waits for (None: no client-side
+        limits). Shared by every connection on the same (provider, key) and backend."""
+        if isinstance(limiter, RateLimiter):
+            self.limiter = limiter
+        elif (
+            limits.rpm
+            or limits.tpm
+            or limits.weekly_tokens
+            or limiter is not None
+            or has_budgets(resolved.provider.name)
+        ):
+            self.limiter = limiter_for(
+                resolved.provider.name, api_key.get_secret_value(), limits, limiter=limiter
+            )
         self._clients: dict[str, tuple[httpx.Client, httpx.AsyncClient]] = {}
         self._openai: OpenAIClients | None = None
         self._closed = False
@@ -237,6 +251,7 @@ def connect(
     read_timeout: float | None = None,
     pool: PoolLimits | None = None,
     headers: Mapping[str, str] | None = None,
+    limiter: str | RateLimiter | None = None,
 ) -> Connection:
     """Check the arguments, resolve the model, look the key up once: a ready :class:`Connection`.
 
@@ -245,6 +260,12 @@ def connect(
     (``CAMPUSLLM_CLIENT_LIMITS=off`` drops the quota when none is given); ``max_retries``
     (or a whole ``retry`` policy) apply to every request; ``pool`` sizes the connection pools
     (see :class:`~campusllm.transport.PoolLimits`); ``headers`` are sent with every request.
+
+    ``limiter`` says who shares the key's quota: ``"local"`` (every process of this user on
+    this machine; the default), ``"memory"`` (this process only) or ``"redis://host:port/db"``
+    (every machine using that server) — else ``$CAMPUSLLM_LIMITER`` or the config file's
+    ``[limiter]`` table decide. A :class:`~campusllm.limiter.RateLimiter` of your own is used
+    as it is (its limits, clock and store), in place of ``rate_limits``.
 
     ``timeout`` is the **total** seconds one attempt may take — connecting, the headers and
     the whole answer or stream (default :data:`DEFAULT_TIMEOUT`; chat models default to
@@ -288,6 +309,7 @@ def connect(
         pool=_pool(pool),
         headers=_headers(headers),
         timeouts=timeouts,
+        limiter=_limiter(limiter, rate_limits),
     )
 
 
@@ -327,6 +349,23 @@ def _limits(value: RateLimits | Mapping[str, Any] | None, resolved: ResolvedMode
         f"rate_limits must be RateLimits or a dict, not {type(value).__name__}.",
         hint="Pass RateLimits(rpm=…, tpm=…, window_s=…).",
     )
+
+
+def _limiter(value: str | RateLimiter | None, rate_limits: object) -> str | RateLimiter | None:
+    if value is None or isinstance(value, RateLimiter):
+        if isinstance(value, RateLimiter) and rate_limits is not None:
+            raise ConfigError(
+                "Pass rate_limits or a RateLimiter as limiter=, not both.",
+                hint="A RateLimiter carries its own rpm/tpm/window.",
+            )
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"limiter must be a backend name or a RateLimiter, not {type(value).__name__}.",
+            hint="Use 'local', 'memory' or 'redis://host:port/db'.",
+        )
+    parse_backend(value)  # an unknown name is a ConfigError now, not at the first request
+    return value
 
 
 def _retry(max_retries: int | None, retry: RetryPolicy | None) -> RetryPolicy:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from campusllm.client import CampusClient
 from campusllm.connection import Connection, connect
 from campusllm.errors import CampusLLMError, ConfigError
+from campusllm.limiter import RateLimiter
 from campusllm.registry import RateLimits, ResolvedModel
 
 
@@ -43,6 +44,9 @@ class CampusComponent(BaseModel):
     max_retries: int | None = None
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
+    limiter: str | RateLimiter | None = Field(default=None, exclude=True)
+    """Who shares the key's quota: ``"local"`` (this machine's processes; default), ``"memory"``,
+    ``"redis://host:port/db"``, or a :class:`~campusllm.limiter.RateLimiter` of your own."""
 
     campus_client: CampusClient | None = Field(default=None, exclude=True, repr=False)
     """Set by the constructor: the core client (embeddings, rerank) on this model's connection."""
@@ -62,6 +66,7 @@ class CampusComponent(BaseModel):
                 base_url=values.get("base_url"),
                 api_key=values.get("api_key"),
                 rate_limits=values.get("rate_limits"),
+                limiter=values.get("limiter"),
                 max_retries=values.get("max_retries"),
                 timeout=values.get("timeout"),
                 read_timeout=values.get("read_timeout"),

@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from campusllm.capabilities import require_tools, structured_output_method
 from campusllm.connection import DEFAULT_CHAT_TIMEOUT, Connection, connect
 from campusllm.errors import CampusLLMError, ConfigError, ProtocolError, redact
+from campusllm.limiter import RateLimiter
 from campusllm.openai_sdk import (
     OpenAIClients,
     as_dict,
@@ -85,6 +86,9 @@ class ChatCampusLLM(BaseChatOpenAI):
     """Longest silence in seconds between two reads (``None``: only ``timeout``, the total of
     one attempt with the whole stream, bounds it); set it below ``timeout`` to notice a
     stalled stream early."""
+    limiter: str | RateLimiter | None = Field(default=None, exclude=True)
+    """Who shares the key's quota: ``"local"`` (this machine's processes; default), ``"memory"``,
+    ``"redis://host:port/db"``, or a :class:`~campusllm.limiter.RateLimiter` of your own."""
 
     campus_connection: Connection | None = Field(default=None, exclude=True, repr=False)
     """Set by the constructor: the :class:`~campusllm.connection.Connection` it sends on."""
@@ -126,6 +130,7 @@ class ChatCampusLLM(BaseChatOpenAI):
             base_url=base_url,
             api_key=api_key,
             rate_limits=values.get("rate_limits"),
+            limiter=values.get("limiter"),
             max_retries=values.get("max_retries"),
             timeout=timeout if numeric else _DEFAULT_TIMEOUT,
             read_timeout=values.get("read_timeout"),

@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_valida
 from campusllm.completions import CompletionCaller
 from campusllm.connection import DEFAULT_CHAT_TIMEOUT, Connection, connect
 from campusllm.errors import ConfigError
+from campusllm.limiter import RateLimiter
 from campusllm.registry import RateLimits, ResolvedModel
 from campusllm.wire import Delta, WireMessage
 from campusllm.wire.text import choice_logprobs
@@ -81,6 +82,9 @@ class CampusLLMCompletion(BaseLLM):
     """Retries of 429/5xx/connection errors (default: the core's policy)."""
     rate_limits: RateLimits | None = None
     """Override the provider's rpm/tpm/window for this key (shared with other clients)."""
+    limiter: str | RateLimiter | None = Field(default=None, exclude=True)
+    """Who shares the key's quota: ``"local"`` (this machine's processes; default), ``"memory"``,
+    ``"redis://host:port/db"``, or a :class:`~campusllm.limiter.RateLimiter` of your own."""
     default_headers: dict[str, str] | None = Field(default=None, repr=False)
     """Extra headers sent with every request."""
     temperature: float | None = None
@@ -129,6 +133,7 @@ class CampusLLMCompletion(BaseLLM):
             base_url=values.get("base_url"),
             api_key=values.get("api_key"),
             rate_limits=values.get("rate_limits"),
+            limiter=values.get("limiter"),
             max_retries=values.get("max_retries"),
             timeout=_DEFAULT_TIMEOUT if timeout is None else timeout,
             read_timeout=values.get("read_timeout"),

@@ -10,10 +10,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import Self
 
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr
+from llama_index.core.bridge.pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from campusllm.client import CampusClient
 from campusllm.connection import Connection, connect
+from campusllm.limiter import RateLimiter
 from campusllm.registry import RateLimits, ResolvedModel
 
 
@@ -48,6 +49,14 @@ class ClosableClient(BaseModel):
         default=None,
         description="Overrides the provider's rpm/tpm/window (shared by all clients of the key).",
     )
+    limiter: str | RateLimiter | None = Field(
+        default=None,
+        exclude=True,
+        description="Who shares the key's quota: 'local' (default), 'memory', "
+        "'redis://host:port/db', or a RateLimiter.",
+    )
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # limiter: a RateLimiter
 
     _connection: Connection = PrivateAttr()
     _campus_client: CampusClient | None = PrivateAttr(default=None)
@@ -72,6 +81,7 @@ class ClosableClient(BaseModel):
             base_url=base_url,
             api_key=api_key,
             rate_limits=kwargs.get("rate_limits"),
+            limiter=kwargs.get("limiter"),
             max_retries=max_retries,
             timeout=timeout,
             read_timeout=read_timeout,

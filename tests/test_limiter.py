@@ -70,7 +70,7 @@ def _fresh_limiters() -> Iterator[None]:
     yield
     from campusllm.limiter import backends as select
 
-    select._config.budgets = []
+    select._config.budgets = None
     select._config.backend = None
     select._config.enforce_budget = None
     reset_limiters()

@@ -43,6 +43,7 @@ from .style import (
     reach_text,
     table,
 )
+from .usage import add_usage_parser
 
 __all__ = ["main", "build_parser"]
 
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check documented key validity as of this date (YYYY-MM-DD; default: today)",
     )
     p.set_defaults(func=cmd_doctor)
+
+    add_usage_parser(sub)
 
     p = sub.add_parser(
         "sim", help=tr("run the offline simulator in the foreground", "在前台运行离线模拟器")

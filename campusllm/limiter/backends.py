@@ -42,6 +42,7 @@ __all__ = [
     "budget_enforced",
     "configure",
     "get_store",
+    "has_budgets",
     "key_fingerprint",
     "limiter_for",
     "parse_backend",
@@ -60,10 +61,15 @@ class _Config:
     def __init__(self) -> None:
         self.backend: str | None = None
         self.enforce_budget: bool | None = None
-        self.budgets: list[tuple[str | None, Budget]] = []
+        self.budgets: list[tuple[str | None, Budget]] | None = None
+        self.registry: object = None
+        """(the file layer) The registry whose ``[limiter]`` table this holds."""
 
 
 _config = _Config()
+"""What :func:`configure` / :func:`apply_config` set in this process."""
+_file = _Config()
+"""The ``[limiter]`` table of the config file, as the process-wide registry loaded it."""
 _lock = threading.Lock()
 _stores: dict[str, Store] = {}
 _limiters: dict[tuple[Any, ...], RateLimiter] = {}
@@ -125,12 +131,28 @@ def apply_config(table: Mapping[str, Any] | None, *, source: str = "config file"
         tokens = 2000000
         period = "day"
 
+    The config file's own table is read when the registry loads it (nothing to call); what
+    this function sets takes precedence over it.
+
     Example:
-        >>> apply_config({"budgets": [{"provider": "sjtu", "tokens": 10, "period": "day"}]})
         >>> apply_config({})  # an empty table leaves everything as it was
+        >>> apply_config({"backend": "carrier-pigeon"})
+        Traceback (most recent call last):
+        ...
+        campusllm.errors.ConfigError: config file: Unknown rate-limiter backend 'carrier-pigeon'...
     """
     if not table:
         return
+    backend, enforce, budgets = _parse_table(table, source)
+    try:
+        configure(backend=backend, enforce_budget=enforce, budgets=budgets)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
+
+
+def _parse_table(
+    table: Mapping[str, Any], source: str
+) -> tuple[str | None, bool | None, list[tuple[str | None, Budget]] | None]:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: [limiter] must be a table.")
     unknown = set(table) - {"backend", "enforce_budget", "budgets"}
@@ -162,17 +184,49 @@ def apply_config(table: Mapping[str, Any] | None, *, source: str = "config file"
             except ValueError as exc:
                 raise ConfigError(f"{source}: [[limiter.budgets]] entry {i + 1}: {exc}.") from exc
             budgets.append((b.get("provider"), budget))
-    try:
-        configure(backend=backend, enforce_budget=enforce, budgets=budgets)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
+    if backend is not None:
+        try:
+            parse_backend(backend)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from exc
+    return backend, enforce, budgets
+
+
+def _file_config() -> _Config:
+    """The config file's ``[limiter]`` table, read again whenever the registry is reloaded."""
+    from ..registry import get_registry
+
+    reg = get_registry()
+    if _file.registry is reg:
+        return _file
+    table = reg.limiter_config
+    parsed = _parse_table(table, reg.limiter_source or "config file") if table else None
+    with _lock:
+        _file.backend, _file.enforce_budget, _file.budgets = parsed or (None, None, None)
+        _file.registry = reg
+    return _file
+
+
+def _configured_budgets() -> list[tuple[str | None, Budget]]:
+    if _config.budgets is not None:
+        return _config.budgets
+    return _file_config().budgets or []
+
+
+def has_budgets(provider: str) -> bool:
+    """Whether :func:`configure` or the config file set a token budget for ``provider``."""
+    return any(p is None or p == provider for p, _ in _configured_budgets())
 
 
 def backend_spec(limiter: str | None = None) -> str:
-    """The backend in force: argument, ``$CAMPUSLLM_LIMITER``, config file, else ``local``."""
+    """The backend in force: argument, ``$CAMPUSLLM_LIMITER``, :func:`configure`, the config
+    file's ``[limiter]`` table, else ``local``."""
     for candidate in (limiter, os.environ.get(LIMITER_ENV), _config.backend):
         if candidate and candidate.strip():
             return candidate.strip()
+    file_backend = _file_config().backend
+    if file_backend and file_backend.strip():
+        return file_backend.strip()
     return "local"
 
 
@@ -185,7 +239,10 @@ def budget_enforced(explicit: bool | None = None) -> bool:
         return False
     if env in _ON:
         return True
-    return _config.enforce_budget if _config.enforce_budget is not None else True
+    if _config.enforce_budget is not None:
+        return _config.enforce_budget
+    from_file = _file_config().enforce_budget
+    return from_file if from_file is not None else True
 
 
 def get_store(spec: str | None = None) -> Store:
@@ -253,7 +310,7 @@ def limiter_for(
     all_budgets: list[Budget] = []
     if limits.weekly_tokens:
         all_budgets.append(Budget(int(limits.weekly_tokens), "week"))
-    all_budgets += [b for p, b in _config.budgets if p is None or p == provider]
+    all_budgets += [b for p, b in _configured_budgets() if p is None or p == provider]
     all_budgets += list(budgets)
     enforce = budget_enforced(enforce_budget)
     shape = (limits.rpm, limits.tpm, float(limits.window_s))

@@ -87,6 +87,10 @@ class Registry:
         """Config opt-in: send ``CAMPUSLLM_API_KEY`` to every provider (see campusllm.auth)."""
         self.sources: list[str] = []
         """Files merged into this registry, in order (packaged files first)."""
+        self.limiter_config: dict[str, Any] = {}
+        """The ``[limiter]`` tables of the merged files (later keys win), as written."""
+        self.limiter_source = ""
+        """The file the last ``[limiter]`` table came from (for error messages)."""
         if providers is None:
             for source, spec in packaged_providers():
                 self._add(spec)
@@ -237,6 +241,9 @@ class Registry:
                 self.default_provider = changes.default_provider
             if changes.api_key_any_provider is not None:
                 self.api_key_any_provider = changes.api_key_any_provider
+            if changes.limiter is not None:
+                self.limiter_config = {**self.limiter_config, **changes.limiter}
+                self.limiter_source = source
             self.sources.append(source)
 
     def _add(self, spec: ProviderSpec) -> None:

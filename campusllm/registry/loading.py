@@ -250,6 +250,8 @@ class Overrides:
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
     default_provider: str | None = None
     api_key_any_provider: bool | None = None
+    limiter: dict[str, Any] | None = None
+    """The ``[limiter]`` table as written (checked and applied by ``campusllm.limiter``)."""
 
 
 def parse_overrides(
@@ -268,12 +270,17 @@ def parse_overrides(
     data = dict(data)
     if "name" in data and "providers" not in data:
         data = {"providers": {str(data["name"]): data}}
-    unknown = set(data) - {"providers", "keys", "default_provider", ANY_PROVIDER_SETTING}
+    allowed = {"providers", "keys", "limiter", "default_provider", ANY_PROVIDER_SETTING}
+    unknown = set(data) - allowed
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(unknown))}.",
-            hint=f"Allowed: [providers.NAME], [keys], default_provider, {ANY_PROVIDER_SETTING}.",
+            hint="Allowed: [providers.NAME], [keys], [limiter], default_provider, "
+            f"{ANY_PROVIDER_SETTING}.",
         )
+    limiter = data.get("limiter")
+    if limiter is not None and not isinstance(limiter, Mapping):
+        raise ConfigError(f"{source}: limiter: expected a table ([limiter])")
     provs = data.get("providers", {})
     if not isinstance(provs, Mapping):
         raise ConfigError(f"{source}: providers: expected a table of providers")
@@ -322,4 +329,5 @@ def parse_overrides(
         out.default_provider = d
     out.keys = keys
     out.api_key_any_provider = any_provider
+    out.limiter = dict(limiter) if limiter is not None else None
     return out

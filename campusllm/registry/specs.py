@@ -127,6 +127,10 @@ class ModelSpec(BaseModel):
     description: str = ""
     context_window: int | None = Field(default=None, gt=0)
     max_output: int | None = Field(default=None, gt=0)
+    expected_output: int | None = Field(default=None, gt=0)
+    """Output tokens the rate limiter charges a request that sets no ``max_tokens`` until the
+    answer's ``usage`` says how many it took (default 1024; capped by ``max_output``). Set it
+    higher for models whose answers run long, so a burst of them cannot overrun ``tpm``."""
     tools: bool = False
     parallel_tools: bool = False
     vision: bool = False

@@ -15,8 +15,9 @@ under httpx and httpx2 alike (the two share an API); the library's own transport
    :class:`~.retry.RetryNote` saying what was done, for the error message.
 
 A successful response carries its limiter grant (``extensions["campusllm.grant"]``) and a
-``extensions["campusllm.settle"](usage)`` callable: whoever reads the response's ``usage``
-calls it, and the key's window and budget are charged what the gateway counted.
+``extensions["campusllm.settle"](usage)`` callable. The transport calls it itself when the
+body ends, with the ``usage`` the body reported (:mod:`.settle`), so the key's window and
+budget are charged what the gateway counted whoever reads the answer.
 
 Example:
     >>> import httpx
@@ -64,6 +65,7 @@ from .retry import (
     rejects_the_request,
     retry_after_seconds,
 )
+from .settle import watch_usage
 
 if TYPE_CHECKING:
     import httpx
@@ -245,10 +247,15 @@ class _Base:
                 return deadline_exceeded(library_of(request), request, deadline, None)
         return None
 
-    def _hand_over(self, response: httpx.Response, grant: Grant | None) -> httpx.Response:
+    def _hand_over(
+        self, response: httpx.Response, grant: Grant | None, *, is_async: bool
+    ) -> httpx.Response:
         if grant is not None and self.limiter is not None and response.status_code < 400:
+            settle = _settler(self.limiter, grant)
             response.extensions[GRANT] = grant
-            response.extensions[SETTLE] = _settler(self.limiter, grant)
+            response.extensions[SETTLE] = settle
+            # whoever reads the body, its usage is charged when it ends (.settle)
+            watch_usage(response, settle, is_async=is_async)
         return response
 
 
@@ -347,7 +354,7 @@ class CampusTransport(_Base):
                 wait = self._verdict(response, attempt, grant, body, timeouts_408)
                 timeouts_408 += response.status_code == 408
                 if wait is None:
-                    return self._hand_over(response, grant)
+                    return self._hand_over(response, grant, is_async=False)
                 response.close()
             self.clock.sleep(wait)
             attempt += 1
@@ -466,7 +473,7 @@ class AsyncCampusTransport(_Base):
                 wait = self._verdict(response, attempt, grant, body, timeouts_408)
                 timeouts_408 += response.status_code == 408
                 if wait is None:
-                    return self._hand_over(response, grant)
+                    return self._hand_over(response, grant, is_async=True)
                 await response.aclose()
             await self.clock.asleep(wait)
             attempt += 1

@@ -38,6 +38,7 @@ from campusllm.limiter import (
     usage,
     usage_tokens,
 )
+from campusllm.limiter import events as limiter_events
 from campusllm.limiter import reset as reset_limiters
 from campusllm.limiter.base import Store
 from campusllm.limiter.local import LocalStore
@@ -286,6 +287,22 @@ def test_a_long_wait_is_logged_once_and_reaches_listeners(
     assert msgs == ["sjtu: next slot in 41 s — 10 requests/min quota"]
     assert len(seen) == 1 and mine == seen
     assert (seen[0].reason, seen[0].limit, round(seen[0].seconds, 2)) == ("rpm", 10, 41.25)
+
+
+def test_a_long_wait_reaches_stderr_when_no_logging_is_set_up(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A notebook or a plain script configures no logging: an INFO record would vanish and a
+    # minute's wait look like a hang. A logger outside the hierarchy has no handlers at all.
+    monkeypatch.setattr(limiter_events, "log", logging.Logger("campusllm-unconfigured"))
+    clock = ManualClock()
+    lim = make(store, clock, rpm=10, window_s=60)
+    for _ in range(10):
+        lim.acquire()
+    clock.advance(19)
+    lim.acquire()
+    err = capsys.readouterr().err
+    assert err == "campusllm: sjtu: next slot in 41 s — 10 requests/min quota\n"
 
 
 def test_short_waits_stay_quiet_and_a_pause_says_why(

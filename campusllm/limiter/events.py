@@ -3,7 +3,9 @@
 A call that blocks for a minute in silence looks like a hang, in a notebook above all. Any
 wait longer than :data:`NOTICE_S` is logged once at INFO on the ``campusllm`` logger with its
 reason (``"sjtu: next slot in 41 s — 10 requests/min quota"``) and handed to every wait
-listener, so a UI or progress bar can show it too.
+listener, so a UI or progress bar can show it too. Where the program has set up no logging at
+all (a notebook, a plain script), an INFO record would go nowhere, so the line is written to
+standard error instead; configuring logging hands the choice back to the program.
 
 Example:
     >>> seen = []
@@ -17,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -95,10 +98,15 @@ def remove_wait_listener(callback: WaitListener) -> None:
 def notify(event: WaitEvent, extra: Iterable[WaitListener] = (), *, log_it: bool = True) -> None:
     """Log ``event`` at INFO (unless ``log_it`` is false) and hand it to every listener.
 
+    Without any logging handler configured, the line goes to standard error instead.
+
     A listener that raises is logged and skipped: a broken progress bar must not fail a call.
     """
     if log_it:
-        log.info("%s", event.message)
+        if log.hasHandlers():
+            log.info("%s", event.message)
+        else:  # no logging set up: an INFO record would vanish, and the wait look like a hang
+            sys.stderr.write(f"campusllm: {event.message}\n")
     with _lock:
         targets = [*_listeners, *extra]
     for cb in targets:

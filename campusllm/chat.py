@@ -15,18 +15,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
 from .answers import AnswerReader, answer_json, read_completion
-from .connection import DEFAULT_CHAT_TIMEOUT, Connection, Timeouts, connect
+from .caller import Caller
 from .errors import CampusLLMError, ProtocolError
-from .limiter import RateLimiter
-from .registry import ResolvedModel
 from .streaming import StreamGuard
-from .transport import RetryPolicy, error_from_exception, error_from_response
+from .transport import error_from_exception, error_from_response
 from .transport.library import is_http_error
 from .wire import Delta, WireMessage, prepare_chat_payload
 from .wire.error_body import error_event_body
@@ -38,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["ChatCaller"]
 
 
-class ChatCaller:
+class ChatCaller(Caller):
     """Send chat requests for one resolved model, applying the registry's request rules.
 
     ``model`` is ``"provider:model"``, a resolved model, or a :class:`Connection` to share.
@@ -59,38 +55,6 @@ class ChatCaller:
         2
         >>> caller.close()
     """
-
-    def __init__(
-        self,
-        model: str | ResolvedModel | Connection,
-        *,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        timeout: float | Timeouts | httpx.Timeout | None = None,
-        read_timeout: float | None = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        headers: Mapping[str, str] | None = None,
-        limiter: str | RateLimiter | None = None,
-    ) -> None:
-        if isinstance(model, Connection):
-            self.connection = model
-        else:
-            self.connection = connect(
-                model,
-                api_key=api_key,
-                base_url=base_url,
-                timeout=DEFAULT_CHAT_TIMEOUT if timeout is None else timeout,
-                read_timeout=read_timeout,
-                max_retries=max_retries,
-                retry=retry,
-                headers=headers,
-                limiter=limiter,
-            )
-        self.resolved = self.connection.resolved
-
-    def __repr__(self) -> str:
-        return f"ChatCaller(model={self.resolved.key!r})"
 
     def _payload(
         self, messages: list[dict[str, Any]], stream: bool, thinking: bool | None, **kw: Any
@@ -167,13 +131,3 @@ class ChatCaller:
                 yield event
             if piece is None or reader.done:
                 return
-
-    def close(self) -> None:
-        """Close the underlying HTTP clients."""
-        self.connection.close()
-
-    def __enter__(self) -> ChatCaller:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -19,18 +19,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-
+from .caller import Caller
 from .capabilities import require_completions
-from .connection import DEFAULT_CHAT_TIMEOUT, Connection, Timeouts, connect
 from .errors import CampusLLMError, CapabilityError, ProtocolError, redact
-from .limiter import RateLimiter
 from .registry import ResolvedModel
 from .streaming import StreamGuard
-from .transport import RetryPolicy, error_from_exception, error_from_response
+from .transport import error_from_exception, error_from_response
 from .transport.library import is_http_error
 from .wire import Delta, WireMessage
 from .wire.error_body import error_event_body
@@ -48,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["CompletionCaller", "TextStream", "AsyncTextStream"]
 
 
-class CompletionCaller:
+class CompletionCaller(Caller):
     """Send text-completion requests for one model, applying the registry's request rules.
 
     ``model`` is ``"provider:model"``, a resolved model, or a :class:`Connection` to share
@@ -70,38 +67,8 @@ class CompletionCaller:
         campusllm.errors.CapabilityError: sjtu:glm-5.1 is documented for chat only: ...
     """
 
-    def __init__(
-        self,
-        model: str | ResolvedModel | Connection,
-        *,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        timeout: float | Timeouts | httpx.Timeout | None = None,
-        read_timeout: float | None = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
-        headers: Mapping[str, str] | None = None,
-        limiter: str | RateLimiter | None = None,
-    ) -> None:
-        if isinstance(model, Connection):
-            self.connection = model
-        else:
-            self.connection = connect(
-                model,
-                api_key=api_key,
-                base_url=base_url,
-                timeout=DEFAULT_CHAT_TIMEOUT if timeout is None else timeout,
-                read_timeout=read_timeout,
-                max_retries=max_retries,
-                retry=retry,
-                headers=headers,
-                limiter=limiter,
-            )
-        self.resolved = self.connection.resolved
-        require_completions(self.resolved)
-
-    def __repr__(self) -> str:
-        return f"CompletionCaller(model={self.resolved.key!r})"
+    def _accept(self, resolved: ResolvedModel) -> None:
+        require_completions(resolved)
 
     @property
     def url(self) -> str:
@@ -214,28 +181,6 @@ class CompletionCaller:
         """A stream guard whose think-tag splitter starts where ``prompt`` leaves off."""
         model = self.resolved.model.model_copy(update={"reasoning": text_reasoning_spec(prompt)})
         return StreamGuard(self.resolved.model_copy(update={"model": model}))
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the underlying HTTP clients."""
-        self.connection.close()
-
-    async def aclose(self) -> None:
-        """Close the underlying HTTP clients (async ones of the running loop)."""
-        await self.connection.aclose()
-
-    def __enter__(self) -> CompletionCaller:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> CompletionCaller:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class _Frames:

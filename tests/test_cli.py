@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -137,6 +138,9 @@ def test_demo_runs_without_one_of_the_adapters(
     missing: str, still_runs: str, tmp_path: pathlib.Path
 ) -> None:
     # The adapters become optional extras: the tour must not need both.
+    other = {"langchain_campusllm": "llama_index.core", "llama_index_campusllm": "langchain_openai"}
+    if importlib.util.find_spec(other[missing]) is None:  # the core-only CI tier has neither
+        pytest.skip(f"needs the other adapter's framework ({other[missing]}) installed")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPUSLLM_")}
     env.update(CAMPUSLLM_CONFIG=str(tmp_path / "none.toml"), NO_COLOR="1", CAMPUSLLM_LANG="en")
     proc = subprocess.run(

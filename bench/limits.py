@@ -197,6 +197,7 @@ def worker(a: dict[str, Any]) -> None:
             out.append([marker, marker in str(r.content) and counted, ""])
         except Exception as exc:  # noqa: BLE001 - reported, not raised: the count is the result
             out.append([marker, False, type(exc).__name__])
+            print(f"{marker}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     print(json.dumps({"done": time.time(), "results": out}), flush=True)
 
 
@@ -243,6 +244,9 @@ def run_job(sim: SimProcess, kind: str, spec: str) -> dict[str, Any]:
             if p.returncode != 0:
                 raise RuntimeError(f"worker exited {p.returncode}: {err[-2000:]}")
             rows.append(json.loads(out.strip().splitlines()[-1]))
+            failed = [r for r in rows[-1]["results"] if not r[1]]
+            if failed and err.strip():  # what the failed calls said, to read beside the table
+                print(f"worker {len(rows)}: {err.strip()[-1500:]}", file=sys.stderr)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -9,8 +9,10 @@ Measures, in one run, the ratios campusllm sets goals for and prints them as a M
 * ``abatch`` of 50 prompts under an RPM limit: wall / tight bound, with ``ChatOpenAI`` and
   LangChain's ``InMemoryRateLimiter`` at the same rate (the peer a user would pick) beside it;
 
-Bounds are tight: a sliding window lets k windows' worth of requests (or tokens) finish after
-k-1 windows, so the bound is ``max(ceil(requests/rpm) - 1, ceil(tokens/tpm) - 1) × window``.
+Bounds are tight: the moment a perfect client (no latency, no margin) could start the job's
+last request under the same sliding-window limits (``ideal_bound``). A sliding window lets k
+windows' worth of requests finish after k-1 windows, and discrete requests rarely fill a
+window's tokens exactly, so this is below the naive ``max(requests/rpm, tokens/tpm) × window``.
 * import time of both adapters vs ``langchain_openai`` (fresh interpreters);
 * time to first answer: import + construct + one invoke in fresh interpreters, ``ChatCampusLLM``
   vs ``ChatOpenAI`` (``bench/first_answer.py``);
@@ -207,15 +209,43 @@ def make_corpus(n: int, seed: int = 5) -> list[str]:
     return docs
 
 
-def pack_requests(counts: list[int], max_batch: int, max_tokens: int | None) -> int:
-    """Fewest order-preserving requests under the per-request count and token caps."""
-    n, batch, toks = 0, 0, 0
+def pack_requests(counts: list[int], max_batch: int, max_tokens: int | None) -> list[int]:
+    """The tokens of each of the fewest order-preserving requests under the per-request caps."""
+    out: list[int] = []
+    batch, toks = 0, 0
     for c in counts:
         if batch and (batch >= max_batch or (max_tokens and toks + c > max_tokens)):
-            n, batch, toks = n + 1, 0, 0
+            out.append(toks)
+            batch, toks = 0, 0
         batch += 1
         toks += c
-    return n + (1 if batch else 0)
+    return out + ([toks] if batch else [])
+
+
+def ideal_bound(requests: list[int], rpm: int, tpm: int | None, window: float) -> float:
+    """When the last request can start under sliding-window limits, sent by a perfect client.
+
+    Each request (its tokens, in order) starts at the earliest moment the window behind it
+    has room for one more request and for its tokens; no latency, no margin. Discrete
+    requests rarely fill a window's tokens exactly, so this is the tight bound for the job.
+
+    Example:
+        >>> ideal_bound([1] * 50, 10, None, 1.0)  # 5 windows' worth: the last starts after 4
+        4.0
+        >>> ideal_bound([6, 6, 6], 100, 10, 1.0)  # one 6-token request per window
+        2.0
+    """
+    starts: list[tuple[float, int]] = []
+    t = 0.0
+    for tokens in requests:
+        while True:
+            inside = [(s, k) for s, k in starts if s > t - window]
+            room = len(inside) < rpm and (not tpm or sum(k for _, k in inside) + tokens <= tpm)
+            if room or not inside:
+                break
+            t = inside[0][0] + window  # the oldest start leaves the window
+        starts.append((t, tokens))
+    return t
 
 
 def embedding_target() -> tuple[str, Any, Any]:
@@ -377,14 +407,15 @@ def bench_embed(sim: SimProcess, rep: Report, quick: bool) -> None:
     docs = make_corpus(n_docs)
     counts = [estimate_tokens(d) for d in docs]
     max_batch, max_tok = batch_caps(p, m)
-    q_min = pack_requests(counts, max_batch, max_tok)
+    requests = pack_requests(counts, max_batch, max_tok)
+    q_min = len(requests)
     tokens = sum(counts)
     window = 1.0
     windows = 2.0 if quick else 4.0
     # TPM binds at `windows` windows; RPM is a little looser so both limits are exercised.
     tpm = math.ceil(tokens / windows)
     rpm = math.ceil(q_min / (windows * 0.9))
-    bound = tight_bound(q_min, rpm, tokens, tpm, window)
+    bound = ideal_bound(requests, rpm, tpm, window)
     dims = 64
     limits = RateLimits(rpm=rpm, tpm=tpm, window_s=window)
     url = sim.url(p.name)
@@ -465,22 +496,6 @@ def bench_embed(sim: SimProcess, rep: Report, quick: bool) -> None:
     )
 
 
-def tight_bound(requests: int, rpm: int, tokens: int, tpm: int | None, window: float) -> float:
-    """The least wall time a job can take without a 429 under sliding-window limits.
-
-    k windows' worth of requests finish after k-1 windows: the first window's requests go at
-    once, and each later window's as the earlier ones leave.
-
-    Example:
-        >>> tight_bound(50, 10, 0, None, 1.0)  # 5 windows' worth: done after 4
-        4.0
-    """
-    windows = math.ceil(requests / rpm) - 1
-    if tpm:
-        windows = max(windows, math.ceil(tokens / tpm) - 1)
-    return max(windows, 0) * window
-
-
 def bench_abatch(sim: SimProcess, rep: Report, quick: bool) -> None:
     from langchain_core.rate_limiters import InMemoryRateLimiter
     from langchain_openai import ChatOpenAI
@@ -493,7 +508,7 @@ def bench_abatch(sim: SimProcess, rep: Report, quick: bool) -> None:
     url = sim.url(provider)
     n = 20 if quick else 50
     rpm, window = 10, (0.5 if quick else 1.0)
-    bound = tight_bound(n, rpm, 0, None, window)
+    bound = ideal_bound([0] * n, rpm, None, window)
     prompts = [f"Question {i}: what is a token bucket?" for i in range(n)]
 
     def one(label: str, llm: Any) -> tuple[float, int, int, int]:

@@ -508,3 +508,27 @@ def test_unreachable_redis_is_a_typed_error_without_the_password() -> None:
         lim.acquire()
     assert "hunter2" not in str(ei.value) and "127.0.0.1:1" in str(ei.value)
     assert "hunter2" not in repr(lim.store)
+
+
+def test_a_busy_file_at_open_is_retried_and_a_broken_one_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Processes of a job array open the file together; switching it to WAL can meet
+    # SQLITE_BUSY without SQLite's own wait. That passes: the first request must not fail.
+    real_connect = sqlite3.connect
+    busy = iter([True, True])
+
+    def connect(*args: object, **kw: object) -> sqlite3.Connection:
+        if next(busy, False):
+            raise sqlite3.OperationalError("database is locked")
+        return real_connect(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    store = LocalStore(tmp_path / "l.sqlite3")
+    lim = RateLimiter(rpm=2, tpm=None, store=store, clock=ManualClock())
+    assert lim.try_acquire() is not None and next(busy, "used") == "used"
+    store.close()
+    # Not a passing moment (a directory where the file should be): one ConfigError, named.
+    (tmp_path / "dir.sqlite3").mkdir()
+    with pytest.raises(ConfigError, match="Cannot open the shared rate-limit state"):
+        RateLimiter(rpm=2, tpm=None, store=LocalStore(tmp_path / "dir.sqlite3")).try_acquire()

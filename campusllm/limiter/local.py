@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -88,6 +89,15 @@ CREATE TABLE IF NOT EXISTS budgets (
     PRIMARY KEY (provider, fingerprint, model, kind)
 ) WITHOUT ROWID;
 """
+
+
+_OPEN_RETRY_S = 10.0
+"""How long opening the shared file retries a busy database before giving up."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 class EpochClock:
@@ -165,7 +175,8 @@ class LocalStore(Store):
             self._pid = os.getpid()
         return self._conn
 
-    def _open(self) -> sqlite3.Connection:
+    def _open_once(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
@@ -185,13 +196,36 @@ class LocalStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"Cannot open the shared rate-limit state {self.path} ({exc}).",
-                hint="Make its directory writable, point CAMPUSLLM_LIMITER=local:/other/path "
-                "at a local disk, or use CAMPUSLLM_LIMITER=memory (no sharing between "
-                "processes).",
-            ) from exc
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(
+                exc
+            ):  # another process holds the file this instant: _open retries
+                raise
+            raise self._cannot_open(exc) from exc
         return conn
+
+    def _cannot_open(self, exc: BaseException) -> ConfigError:
+        return ConfigError(
+            f"Cannot open the shared rate-limit state {self.path} ({exc}).",
+            hint="Make its directory writable, point CAMPUSLLM_LIMITER=local:/other/path "
+            "at a local disk, or use CAMPUSLLM_LIMITER=memory (no sharing between "
+            "processes).",
+        )
+
+    def _open(self) -> sqlite3.Connection:
+        # Processes that start together (a job array) open the file at once, and switching
+        # it to WAL or creating the tables can meet SQLITE_BUSY without SQLite's busy wait:
+        # that moment passes, so it is retried briefly rather than failing the request.
+        delay, deadline = 0.005, time.monotonic() + _OPEN_RETRY_S
+        while True:
+            try:
+                return self._open_once()
+            except sqlite3.OperationalError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise self._cannot_open(exc) from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.2)
 
     def close(self) -> None:
         with self._lock:

@@ -41,7 +41,7 @@ from campusllm.limiter import (
 from campusllm.limiter import events as limiter_events
 from campusllm.limiter import reset as reset_limiters
 from campusllm.limiter.base import Store
-from campusllm.limiter.local import LocalStore
+from campusllm.limiter.local import LocalStore, user_cache_dir
 from campusllm.limiter.memory import MemoryStore
 from campusllm.registry import RateLimits
 
@@ -418,6 +418,23 @@ def test_default_local_state_lives_in_the_user_cache_dir(
     assert isinstance(store, LocalStore)
     if sys.platform.startswith("linux"):
         assert store.path == tmp_path / "campusllm" / "limiter.sqlite3"
+
+
+@pytest.mark.parametrize("xdg", ["set", "unset", "blank"])
+def test_the_cache_dir_is_where_platformdirs_puts_it(
+    xdg: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The core does not depend on platformdirs; processes of one user must still find one
+    # file whether or not another environment of theirs has platformdirs installed.
+    platformdirs = pytest.importorskip("platformdirs")
+    if xdg == "set":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    elif xdg == "blank":
+        monkeypatch.setenv("XDG_CACHE_HOME", "  ")
+    else:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    theirs = Path(platformdirs.user_cache_dir("campusllm", appauthor=False))
+    assert user_cache_dir() == theirs
 
 
 def test_config_table_is_checked_and_applied() -> None:

@@ -8,7 +8,7 @@ key for a gateway's ``Retry-After``, or keep a token ledger. A sliding window ov
 request is a few lines of SQL; SQLite (stdlib ``sqlite3``) supplies what is hard — atomic
 multi-process transactions (``BEGIN IMMEDIATE``), crash safety, and no server to start.
 
-The database lives in the user's cache directory (``platformdirs``), or where
+The database lives in the user's cache directory (:func:`user_cache_dir`), or where
 ``CAMPUSLLM_LIMITER=local:/path/to/file.sqlite3`` says. It holds key *fingerprints* (a hash),
 never keys. Grants carry their admission time, so a process killed while holding grants
 holds nothing once its window has passed; SQLite rolls back a transaction cut short by a crash
@@ -38,6 +38,7 @@ import logging
 import os
 import random
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -131,16 +132,35 @@ class EpochClock:
 EPOCH_CLOCK: Clock = EpochClock()
 
 
+def user_cache_dir() -> Path:
+    """campusllm's directory in the user's cache, where ``platformdirs`` puts it.
+
+    ``$XDG_CACHE_HOME/campusllm`` (else ``~/.cache/campusllm``) on Linux and other Unix,
+    ``~/Library/Caches/campusllm`` on macOS, ``%LOCALAPPDATA%\\campusllm\\Cache`` on Windows.
+    Written out rather than imported so that the core installs with httpx and pydantic alone;
+    a test checks it against ``platformdirs`` wherever that is installed.
+
+    Example:
+        >>> user_cache_dir().name in ("campusllm", "Cache")
+        True
+    """
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA", "").strip()
+        return Path(local or Path.home() / "AppData" / "Local") / "campusllm" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "campusllm"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return Path(xdg or Path.home() / ".cache") / "campusllm"
+
+
 def default_path() -> Path:
-    """``<user cache dir>/campusllm/limiter.sqlite3`` (``platformdirs``; honours XDG_CACHE_HOME).
+    """``<user cache dir>/campusllm/limiter.sqlite3`` (see :func:`user_cache_dir`).
 
     Example:
         >>> default_path().name
         'limiter.sqlite3'
     """
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("campusllm", appauthor=False)) / "limiter.sqlite3"
+    return user_cache_dir() / "limiter.sqlite3"
 
 
 class LocalStore(Store):

@@ -32,7 +32,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from run import Report, SimProcess  # noqa: E402  (bench/run.py: simulator child, table)
+from run import Report, SimProcess, publish  # noqa: E402  (bench/run.py: simulator child, table)
 
 RESULTS = HERE / "RESULTS.md"
 START, END = "<!-- limits:start -->", "<!-- limits:end -->"
@@ -365,30 +364,14 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(10)
         shutil.rmtree(redis_dir, ignore_errors=True)
     total = time.perf_counter() - t0
-
-    command = ".venv/bin/python bench/limits.py" + (" --quick" if args.quick else "")
-    if args.only:
-        command += f" --only {args.only}"
-    header = (
-        f"Command: `{command}`  \n"
-        f"Run: {time.strftime('%Y-%m-%d %H:%M:%S')}, {total:.0f} s total; Python "
-        f"{platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} CPUs"
+    publish(
+        rep,
+        "bench/limits.py",
+        args,
+        total,
+        (START, END),
+        heading="## Shared quota (`bench/limits.py`)",
     )
-    table = rep.markdown()
-    print()
-    print(header)
-    print()
-    print(table)
-    if args.write:
-        block = f"{START}\n{header}\n\n{table}\n{END}"
-        text = RESULTS.read_text(encoding="utf-8")
-        if START in text and END in text:
-            text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-        else:
-            text += "\n## Shared quota (`bench/limits.py`)\n\n" + block + "\n"
-        RESULTS.write_text(text, encoding="utf-8")
-        print(f"\nwritten to {RESULTS}")
     return 0
 
 

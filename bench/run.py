@@ -672,6 +672,42 @@ def bench_memory(sim: SimProcess, rep: Report, quick: bool) -> None:
 BENCHES = ("invoke", "stream", "embed", "abatch", "imports", "first", "memory")
 
 
+def publish(
+    rep: Report,
+    script: str,
+    args: argparse.Namespace,
+    total: float,
+    markers: tuple[str, str],
+    heading: str,
+) -> None:
+    """Print the table with how it was made; with ``--write``, put it between ``markers``.
+
+    Without the markers in bench/RESULTS.md, the block is appended under ``heading``.
+    """
+    command = f".venv/bin/python {script}" + (" --quick" if args.quick else "")
+    if args.only:
+        command += f" --only {args.only}"
+    header = (
+        f"Command: `{command}`  \n"
+        f"Run: {time.strftime('%Y-%m-%d %H:%M:%S')}, {total:.0f} s total; Python "
+        f"{platform.python_version()} on {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    table = rep.markdown()
+    print(f"\n{header}\n\n{table}")
+    if not args.write:
+        return
+    start, end = markers
+    block = f"{start}\n{header}\n\n{table}\n{end}"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text += f"\n{heading}\n\n{block}\n"
+    RESULTS.write_text(text, encoding="utf-8")
+    print(f"\nwritten to {RESULTS}")
+
+
 def bench_first(sim: SimProcess, rep: Report, quick: bool) -> None:
     bench_first_answer(sim, rep, quick)
 
@@ -699,34 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         if sim is not None:
             sim.close()
     total = time.perf_counter() - t0
-
-    command = ".venv/bin/python bench/run.py" + (" --quick" if args.quick else "")
-    if args.only:
-        command += f" --only {args.only}"
-    header = (
-        f"Command: `{command}`  \n"
-        f"Run: {time.strftime('%Y-%m-%d %H:%M:%S')}, {total:.0f} s total; Python "
-        f"{platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} CPUs"
-    )
-    table = rep.markdown()
-    print()
-    print(header)
-    print()
-    print(table)
-    if args.write:
-        block = f"{START}\n{header}\n\n{table}\n{END}"
-        text = (
-            RESULTS.read_text(encoding="utf-8")
-            if RESULTS.exists()
-            else ("# Benchmark results\n\n" + START + "\n" + END + "\n")
-        )
-        if START in text and END in text:
-            text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-        else:
-            text += "\n" + block + "\n"
-        RESULTS.write_text(text, encoding="utf-8")
-        print(f"\nwritten to {RESULTS}")
+    publish(rep, "bench/run.py", args, total, (START, END), heading="# Benchmark results")
     return 0
 
 

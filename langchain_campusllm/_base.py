@@ -8,17 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from campusllm.client import CampusClient
 from campusllm.connection import Connection, connect
-from campusllm.errors import CampusLLMError, ConfigError
+from campusllm.errors import ConfigError
 from campusllm.limiter import RateLimiter
 from campusllm.registry import RateLimits, ResolvedModel
 
-
-def raise_campus_error(e: ValidationError) -> None:
-    """Re-raise the campusllm error pydantic wrapped while running a validator, if any."""
-    for err in e.errors():
-        inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, CampusLLMError):
-            raise inner from None
+from ._validation import raise_campus_error
 
 
 class CampusComponent(BaseModel):

@@ -37,7 +37,7 @@ from campusllm.openai_sdk import (
 from campusllm.registry import RateLimits, ResolvedModel
 from campusllm.streaming import StreamGuard
 
-from ._base import raise_campus_error
+from ._validation import raise_campus_error
 from .convert import MODEL_PROVIDER, ai_message, reasoning_of, response_format_dict
 from .profile import model_profile
 from .streams import STREAM_STATE, StreamState, aguarded, delta_to_chunk, guarded, tail_chunk

@@ -28,7 +28,7 @@ from campusllm.registry import RateLimits, ResolvedModel
 from campusllm.wire import Delta, WireMessage
 from campusllm.wire.text import choice_logprobs
 
-from ._base import raise_campus_error
+from ._validation import raise_campus_error
 from .convert import MODEL_PROVIDER
 
 if TYPE_CHECKING:

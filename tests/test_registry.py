@@ -520,6 +520,14 @@ def test_estimate_tokens_cjk_and_ascii() -> None:
     assert estimate_tokens(long_text) == 9000 + 1500
 
 
+def test_ascii_text_is_estimated_as_the_general_rule_says() -> None:
+    # ASCII text skips the CJK scan; it must count what the scan counts for the same length
+    # of non-CJK text ("é" is non-ASCII, so that variant takes the scanning path).
+    for text in ("hello", "Say hello to the campus.", "x" * 4001, '{"a": [1, 2]}\n'):
+        assert estimate_tokens(text) == (len(text) + 3) // 4
+        assert estimate_tokens(text[:-1] + "é") == estimate_tokens(text)
+
+
 def test_live_models_merge_into_the_catalog_and_report_drift(fresh_sim) -> None:
     import warnings
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..clock import Clock
 
@@ -40,8 +40,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class BudgetCheck:
+class BudgetCheck(NamedTuple):
     """One token budget to check at admission: ``limit`` tokens per period starting ``start``.
 
     ``model=None`` counts every model of the key. With ``enforce`` false the store only
@@ -59,8 +58,7 @@ class BudgetCheck:
     enforce: bool = True
 
 
-@dataclass(frozen=True)
-class AdmitRequest:
+class AdmitRequest(NamedTuple):
     """One admission attempt: window limits, budgets, and the ledger slots to charge.
 
     Example:
@@ -89,8 +87,7 @@ class AdmitRequest:
     """Only say whether (or when) it would be admitted; change nothing."""
 
 
-@dataclass(frozen=True)
-class Admitted:
+class Admitted(NamedTuple):
     """The request may go; the store recorded grant ``id`` at ``ts``.
 
     Example:
@@ -104,8 +101,7 @@ class Admitted:
     """Tokens already used in each budget of the request, before this one."""
 
 
-@dataclass(frozen=True)
-class Wait:
+class Wait(NamedTuple):
     """Not yet: try again in ``seconds``.
 
     Example:
@@ -131,8 +127,7 @@ class OverBudget:
     used: int
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """The window as the store sees it at ``now``, for ETAs.
 
     Example:
@@ -145,8 +140,7 @@ class Snapshot:
     blocked_until: float
 
 
-@dataclass(frozen=True)
-class LedgerRow:
+class LedgerRow(NamedTuple):
     """Tokens and requests of one (provider, key, model) in one period.
 
     Example:
@@ -163,8 +157,7 @@ class LedgerRow:
     requests: int
 
 
-@dataclass(frozen=True)
-class BudgetRow:
+class BudgetRow(NamedTuple):
     """A budget as recorded in the store (``model=None``: every model of the key).
 
     Example:

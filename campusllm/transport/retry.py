@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import httpx
@@ -98,8 +98,7 @@ class RetryPolicy:
         return cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter, not crypto
 
 
-@dataclass(frozen=True)
-class RetryNote:
+class RetryNote(NamedTuple):
     """Why the transport handed an error response to the caller (in ``response.extensions``).
 
     ``attempts`` is how many times the request was sent; ``reason`` is ``"exhausted"``

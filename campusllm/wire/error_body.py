@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["GatewayError", "parse_gateway_error", "error_event_body"]
 
@@ -27,8 +26,7 @@ __all__ = ["GatewayError", "parse_gateway_error", "error_event_body"]
 _OK_CODES = (0, 200, "0", "200", "success", "ok")
 
 
-@dataclass(frozen=True)
-class GatewayError:
+class GatewayError(NamedTuple):
     """An error as the gateway described it.
 
     ``code`` is what the gateway sent (an HTTP-like number, a string, or nothing);

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import ProtocolError, redact
 
@@ -50,8 +49,7 @@ _FIRST_LINE = 64
 _SSE_FIELDS = (b"data", b"event", b"id", b"retry")
 
 
-@dataclass(frozen=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One event: its ``event:`` name (None for plain data events) and its data text.
 
     Example:

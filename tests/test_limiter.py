@@ -131,6 +131,57 @@ def test_settle_corrects_the_estimate_in_window_and_ledger(store: Store) -> None
     assert lim.time_until_free(0) == pytest.approx(60.25)  # over tpm: nothing fits until it leaves
 
 
+def test_a_late_send_dates_the_slot_from_the_send(store: Store) -> None:
+    # The gateway counts a request from its arrival. A slot dated at admission would leave
+    # our window 5 s before the gateway's, and the request sent then would meet a 429.
+    clock = ManualClock()
+    lim = make(store, clock, rpm=2, window_s=60)
+    a = lim.acquire()
+    clock.advance(5.0)  # a burst opening its connections, a machine under load
+    lim.sent(a)
+    assert a.ts == 5.0
+    lim.sent(lim.acquire())  # sent at once: nothing to move
+    clock.advance(55.3)  # 60.3: a slot dated 0.0 would have left at 60.25
+    assert lim.try_acquire() is None
+    assert lim.time_until_free() == pytest.approx(5.0 + 60.25 - 60.3)
+
+
+def test_a_prompt_send_keeps_its_admission_stamp(store: Store) -> None:
+    clock = ManualClock()
+    lim = make(store, clock, rpm=1, window_s=60)
+    g = lim.acquire()
+    clock.advance(0.1)  # under half the 0.25 s margin: no store write at all
+    lim.sent(g)
+    assert g.ts == 0.0
+    assert store.snapshot(lim.scope, clock, 60.25).entries[0][0] == 0.0
+    clock.advance(60.2)  # 60.3: the slot left at 60.25
+    assert lim.try_acquire() is not None
+
+
+def test_a_re_dated_slot_leaves_the_window_after_those_admitted_before_it(store: Store) -> None:
+    clock = ManualClock()
+    lim = make(store, clock, rpm=2, window_s=60)
+    a = lim.acquire()
+    clock.advance(1.0)
+    lim.sent(lim.acquire())  # b: admitted and sent at 1.0
+    clock.advance(1.0)
+    lim.sent(a)  # a went out at 2.0, after b
+    clock.advance(59.3)  # 61.3: b (1.0) has left, a (2.0) has not
+    assert lim.try_acquire() is not None
+    assert lim.try_acquire() is None
+    assert lim.time_until_free() == pytest.approx(2.0 + 60.25 - 61.3)
+
+
+def test_a_refunded_grant_is_not_put_back_by_its_send(store: Store) -> None:
+    clock = ManualClock()
+    lim = make(store, clock, rpm=1, window_s=60)
+    g = lim.acquire()
+    lim.refund(g)
+    clock.advance(1.0)
+    lim.sent(g)
+    assert lim.try_acquire() is not None
+
+
 def test_refund_gives_the_slot_and_the_tokens_back_once(store: Store) -> None:
     clock = ManualClock()
     lim = make(store, clock, rpm=2, window_s=60)

@@ -637,18 +637,19 @@ async def test_200_concurrent_streams_share_one_limiter_exactly(sim: Any) -> Non
 
     # Grants are recorded with the store's own time stamps (what the window is measured on),
     # not the time the recording coroutine got to run, which a loaded machine delays at will;
-    # with the tokens they were admitted with (settling later lowers grant.tokens).
+    # with the tokens they were admitted with (settling later lowers grant.tokens) and the
+    # stamp they were admitted with (a request sent late has its slot re-dated later).
     def recorder(limiter: Any, grants: list[Any]) -> None:
         orig_async, orig_sync = limiter.aacquire, limiter.acquire
 
         async def aacquire(tokens: int = 0, **kw: Any) -> Any:
             g = await orig_async(tokens, **kw)
-            grants.append((g, g.tokens))
+            grants.append((g, g.tokens, g.ts))
             return g
 
         def acquire(tokens: int = 0, **kw: Any) -> Any:
             g = orig_sync(tokens, **kw)
-            grants.append((g, g.tokens))
+            grants.append((g, g.tokens, g.ts))
             return g
 
         limiter.aacquire, limiter.acquire = aacquire, acquire
@@ -678,13 +679,13 @@ async def test_200_concurrent_streams_share_one_limiter_exactly(sim: Any) -> Non
     elapsed = time.monotonic() - t0
     assert all(a.endswith(f"q{i}") for i, a in enumerate(answers))
     assert len(grants) == 200  # one charge per request: nothing lost, nothing double-charged
-    times = sorted(g.ts for g, _ in grants)
+    times = sorted(ts for _, _, ts in grants)
     eps = 1e-6
     # no window of `window` seconds ever held more than rpm requests or tpm tokens
     assert all(times[i + rpm] - times[i] >= window - eps for i in range(len(times) - rpm))
     # tokens as settled (a grant counted at least this while it was in the window)
-    assert all(g.tokens < admitted for g, admitted in grants)  # every stream was settled
-    ordered = sorted((g.ts, g.tokens) for g, _ in grants)
+    assert all(g.tokens < admitted for g, admitted, _ in grants)  # every stream was settled
+    ordered = sorted((ts, g.tokens) for g, _, ts in grants)
     lo, used = 0, 0
     for t, n in ordered:
         used += n

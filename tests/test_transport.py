@@ -159,6 +159,67 @@ def test_client_limiter_prevents_429_from_the_gateway() -> None:
     assert clock.monotonic() >= 120.0  # 10 requests at 4 per 60 s window: two full waits
 
 
+def _slow_connect(clock: ManualClock, seconds: float) -> Any:
+    """A trace hook under which opening a connection takes ``seconds`` of the shared clock."""
+
+    def hook(event: str, info: Any) -> None:
+        if event == "connection.connect_tcp.complete":
+            clock.advance(seconds)
+
+    return hook
+
+
+def test_a_slow_connection_does_not_cost_a_429_at_the_window_edge() -> None:
+    # Gateway and limiter share one virtual clock. The first request is admitted at 0.0 but
+    # reaches the gateway at 0.5 (its connection took that long). Dated at admission, its slot
+    # would leave our window at 1.05 and the second request would arrive while the gateway
+    # still counts the first: a 429. Dated from the send, the second goes at 1.55.
+    from campusllm.sim import Simulator
+
+    clock = ManualClock()
+    with Simulator(window_s=1.0, clock=clock) as sim:
+        sim.set_limits("ecnu", rpm=1, window_s=1.0)
+        r = resolve("ecnu:ecnu-plus", base_url=sim.url("ecnu"))
+        limiter = RateLimiter(rpm=1, window_s=1.0, clock=clock)
+        key = f"sk-sim-{uuid.uuid4().hex[:8]}"
+        with CampusClient(r, key, retry=RetryPolicy(max_retries=0), limiter=limiter) as c:
+            url, body = c.resolved.base_url + "/chat/completions", _chat_body(c)
+            trace = _slow_connect(clock, 0.5)
+            first = c.http.post(url, json=body, extensions={"trace": trace})
+            second = c.http.post(url, json=body, extensions={"trace": trace})
+        assert [first.status_code, second.status_code] == [200, 200]
+        assert sim.stats.get("429", 0) == 0
+    assert 1.55 <= clock.monotonic() < 1.56  # 0.5 connecting + 1 s window + 0.05 margin
+
+
+def test_a_slow_connection_does_not_cost_a_429_on_the_async_path() -> None:
+    from campusllm.sim import Simulator
+
+    clock = ManualClock()
+    sync_hook = _slow_connect(clock, 0.5)
+
+    async def trace(event: str, info: Any) -> None:  # async connections await their hooks
+        sync_hook(event, info)
+
+    async def main(c: CampusClient) -> list[int]:
+        url, body = c.resolved.base_url + "/chat/completions", _chat_body(c)
+        codes = []
+        for _ in range(2):
+            resp = await c.ahttp.post(url, json=body, extensions={"trace": trace})
+            codes.append(resp.status_code)
+        return codes
+
+    with Simulator(window_s=1.0, clock=clock) as sim:
+        sim.set_limits("ecnu", rpm=1, window_s=1.0)
+        r = resolve("ecnu:ecnu-plus", base_url=sim.url("ecnu"))
+        limiter = RateLimiter(rpm=1, window_s=1.0, clock=clock)
+        key = f"sk-sim-{uuid.uuid4().hex[:8]}"
+        with CampusClient(r, key, retry=RetryPolicy(max_retries=0), limiter=limiter) as c:
+            assert asyncio.run(main(c)) == [200, 200]
+        assert sim.stats.get("429", 0) == 0
+    assert 1.55 <= clock.monotonic() < 1.56
+
+
 # ------------------------------------------------------------------------- retries
 
 

@@ -195,6 +195,8 @@ class Grant:
     model: str
     periods: tuple[tuple[str, int], ...] = ()
     refunded: bool = False
+    admitted: float = 0.0
+    """When it was admitted, on the limiter's own clock (``ts`` may be the store's)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -226,6 +228,13 @@ class Store(ABC):
     @abstractmethod
     def settle(self, grant: Grant, tokens: int) -> None:
         """Set the grant's tokens to ``tokens`` in its window and ledger."""
+
+    @abstractmethod
+    def restamp(self, grant: Grant, clock: Clock | None) -> float | None:
+        """Date the grant's window entry from now (never earlier); the new stamp.
+
+        ``None`` when the entry has left the window or was refunded.
+        """
 
     @abstractmethod
     def penalize(self, scope: str, seconds: float, clock: Clock | None) -> None:

@@ -90,6 +90,8 @@ class RateLimiter:
         self.window_s = float(window_s)
         """The key's rate window in seconds (what a 429 without ``Retry-After`` waits out)."""
         self._span = self.window_s + window_margin(self.window_s)
+        # A request sent later than this after its admission has its slot re-dated (sent()).
+        self._restamp_after = window_margin(self.window_s) / 2
         self.store: Store = store if store is not None else MemoryStore()
         self._clock = clock if clock is not None else self.store.default_clock()
         self._sleeper: Clock = self._clock or SYSTEM_CLOCK
@@ -204,6 +206,7 @@ class RateLimiter:
             fingerprint=self.key_fingerprint,
             model=req.model,
             periods=req.periods,
+            admitted=self._sleeper.monotonic(),
         )
 
     def _maybe_warn(self, b: BudgetCheck, used: int) -> None:
@@ -311,6 +314,34 @@ class RateLimiter:
             if not isinstance(r, Wait):
                 return self._finish(r, req)
             await self._sleeper.asleep(self._pace(r, stall))
+
+    def sent(self, grant: Grant | None) -> None:
+        """The request of ``grant`` is being written now: its slot in the window starts here.
+
+        A gateway starts counting a request when it arrives. Admission can come well before
+        that (a burst first opens its connections, a busy machine schedules late), and a slot
+        dated at admission would leave our window before it leaves the gateway's: the next
+        request, sent the moment ours frees, meets a 429 at the window's edge. Requests sent
+        within half the window's margin of their admission (the usual case) keep their
+        stamp and cost no store write.
+
+        Example:
+            >>> from campusllm.clock import ManualClock
+            >>> clock = ManualClock()
+            >>> lim = RateLimiter(rpm=1, window_s=1.0, clock=clock)
+            >>> g = lim.acquire()
+            >>> clock.advance(0.5); lim.sent(g)  # the connection took half a second
+            >>> round(lim.time_until_free(), 2)  # 1 s window + 0.05 s margin, from 0.5
+            1.05
+        """
+        if grant is None or self._sleeper.monotonic() - grant.admitted <= self._restamp_after:
+            return
+        with grant.lock:
+            if grant.refunded:
+                return
+            ts = self.store.restamp(grant, self._clock)
+            if ts is not None:
+                grant.ts = ts
 
     # -- after the response --------------------------------------------------------------
 

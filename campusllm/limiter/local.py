@@ -393,6 +393,19 @@ class LocalStore(Store):
 
         self._write(op)
 
+    def restamp(self, grant: Grant, clock: Clock | None) -> float | None:
+        c = clock or EPOCH_CLOCK
+
+        def op(db: sqlite3.Connection) -> float | None:
+            now = c.monotonic()  # read under the write lock, as at admission
+            key = (int(grant.id), grant.scope)
+            # no UPDATE ... RETURNING: it needs SQLite 3.35, newer than some distributions ship
+            db.execute("UPDATE grants SET ts = max(ts, ?) WHERE id = ? AND scope = ?", (now, *key))
+            row = db.execute("SELECT ts FROM grants WHERE id = ? AND scope = ?", key).fetchone()
+            return None if row is None else float(row[0])
+
+        return self._tx(op)
+
     def penalize(self, scope: str, seconds: float, clock: Clock | None) -> None:
         c = clock or EPOCH_CLOCK
         self._write(

@@ -192,6 +192,21 @@ class MemoryStore(Store):
                 0,
             )
 
+    def restamp(self, grant: Grant, clock: Clock | None) -> float | None:
+        with self._lock:
+            entry = self._find(grant)
+            if entry is None:
+                return None
+            entry.ts = max(entry.ts, (clock or SYSTEM_CLOCK).monotonic())
+            # keep the deque oldest first: the entry moves behind those admitted before now
+            sc = self._scopes[grant.scope]
+            sc.grants.remove(entry)
+            i = len(sc.grants)
+            while i and sc.grants[i - 1].ts > entry.ts:
+                i -= 1
+            sc.grants.insert(i, entry)
+            return entry.ts
+
     def penalize(self, scope: str, seconds: float, clock: Clock | None) -> None:
         with self._lock:
             now = (clock or SYSTEM_CLOCK).monotonic()

@@ -3,11 +3,11 @@
 For a lab's job array or a Ray/Slurm job on one key. Every operation is one server-side Lua
 script, so admission is atomic across all clients however many machines they run on. Windows
 are measured on the Redis server's own clock (``TIME``) unless a clock is injected, so the
-machines' clocks need not agree. Each grant is one sorted-set member ``"<id>:<tokens>"`` scored
-by its admission time: a refund removes it, a settle re-adds it with the real tokens, and a
-crashed client's grants simply age out of the window. Keys of one (provider, key fingerprint)
-share a hash tag, so the scripts also run on Redis Cluster. No key is ever sent to Redis,
-only its fingerprint.
+machines' clocks need not agree. Each grant is one sorted-set member ``"<id>:<tokens>"``
+scored by its admission time (or by when it was sent, if that came late): a refund removes
+it, a settle re-adds it with the real tokens, and a crashed client's grants simply age out of
+the window. Keys of one (provider, key fingerprint) share a hash tag, so the scripts also run
+on Redis Cluster. No key is ever sent to Redis, only its fingerprint.
 
 Needs the optional extra: ``pip install 'campusllm[redis]'``.
 
@@ -161,6 +161,18 @@ for k = 2, #KEYS do redis.call('HINCRBY', KEYS[k], ARGV[3], tonumber(ARGV[4])) e
 return 1
 """
 
+_RESTAMP = (
+    _NOW
+    + """
+-- KEYS: 1 grants zset; ARGV: 1 now, 2 member
+local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not score then return '' end
+local ts = math.max(tonumber(score), now)
+redis.call('ZADD', KEYS[1], num(ts), ARGV[2])
+return num(ts)
+"""
+)
+
 _PENALIZE = (
     _NOW
     + """
@@ -237,6 +249,7 @@ class RedisStore(Store):
         self._admit = self.client.register_script(_ADMIT)
         self._refund = self.client.register_script(_REFUND)
         self._settle = self.client.register_script(_SETTLE)
+        self._restamp = self.client.register_script(_RESTAMP)
         self._penalize = self.client.register_script(_PENALIZE)
         self._snapshot = self.client.register_script(_SNAPSHOT)
 
@@ -311,7 +324,7 @@ class RedisStore(Store):
         keys = [self._k(grant.scope, "g")]
         for kind, start in grant.periods:
             keys += self._ledger_keys(grant.scope, grant.provider, grant.fingerprint, kind, start)
-        args = [f"{grant.id}:{grant.tokens}", grant.model, grant.tokens]
+        args = [grant_member(grant), grant.model, grant.tokens]
         self._call(self._refund, keys, args)
 
     def settle(self, grant: Grant, tokens: int) -> None:
@@ -321,12 +334,18 @@ class RedisStore(Store):
                 self._ledger_keys(grant.scope, grant.provider, grant.fingerprint, kind, start)[0]
             )
         args = [
-            f"{grant.id}:{grant.tokens}",
+            grant_member(grant),
             f"{grant.id}:{tokens}",
             grant.model,
             tokens - grant.tokens,
         ]
         self._call(self._settle, keys, args)
+
+    def restamp(self, grant: Grant, clock: Clock | None) -> float | None:
+        now = "" if clock is None else repr(float(clock.monotonic()))
+        out = self._call(self._restamp, [self._k(grant.scope, "g")], [now, grant_member(grant)])
+        ts = out.decode() if isinstance(out, bytes) else str(out)
+        return float(ts) if ts else None
 
     def penalize(self, scope: str, seconds: float, clock: Clock | None) -> None:
         args = ["" if clock is None else repr(float(clock.monotonic())), repr(float(seconds))]
@@ -375,6 +394,11 @@ class RedisStore(Store):
             if provider is None or p == provider:
                 out.append(BudgetRow(p, fp, model or None, kind, int(v)))
         return out
+
+
+def grant_member(grant: Grant) -> str:
+    """The grant's member of the window's sorted set."""
+    return f"{grant.id}:{grant.tokens}"
 
 
 def _ledger_ttl(kind: str) -> int:

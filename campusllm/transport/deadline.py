@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..i18n import tr
 from .library import error_names
+from .sent import caller_trace
 from .watchdog import WATCHDOG, Job, shut_down_socket
 
 if TYPE_CHECKING:
@@ -213,9 +214,7 @@ def limit_phases(
     request.extensions["timeout"] = timeouts.phases(asked, deadline.remaining())
     if not trace:
         return
-    user_trace = request.extensions.get("trace")
-    if getattr(user_trace, "_campusllm", False):
-        user_trace = user_trace._inner  # type: ignore[union-attr]
+    user_trace = caller_trace(request)
 
     def hook(event: str, info: Mapping[str, Any]) -> Any:
         if event.endswith(("receive_response_headers.started", "receive_response_body.started")):

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ from .retry import (
     rejects_the_request,
     retry_after_seconds,
 )
+from .sent import on_send
 from .settle import watch_usage
 
 if TYPE_CHECKING:
@@ -325,6 +327,8 @@ class CampusTransport(_Base):
             )
             deadline = Deadline(self.timeouts.total)
             limit_phases(request, self.timeouts, deadline, asked, trace=True)
+            if grant is not None and self.limiter is not None:
+                on_send(request, functools.partial(self.limiter.sent, grant), is_async=False)
             self._authorize(request)
             try:
                 response = self.inner.handle_request(request)
@@ -438,6 +442,8 @@ class AsyncCampusTransport(_Base):
             )
             deadline = Deadline(self.timeouts.total)
             limit_phases(request, self.timeouts, deadline, asked, trace=False)
+            if grant is not None and self.limiter is not None:
+                on_send(request, functools.partial(self.limiter.sent, grant), is_async=True)
             self._authorize(request)
             try:
                 # a little later than the deadline, so a phase timeout that ends at the same

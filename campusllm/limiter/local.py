@@ -333,12 +333,11 @@ class LocalStore(Store):
         d: int,
         n: int,
     ) -> None:
-        for kind, start in periods:
-            db.execute(
-                "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
-                "tokens = tokens + excluded.tokens, requests = requests + excluded.requests",
-                (provider, fp, model, kind, start, d, n),
-            )
+        db.executemany(  # one statement for the day, week and month rows
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+            "tokens = tokens + excluded.tokens, requests = requests + excluded.requests",
+            [(provider, fp, model, kind, start, d, n) for kind, start in periods],
+        )
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
         """Run ``fn`` in one transaction (``BEGIN IMMEDIATE``: writers queue, never deadlock)."""

@@ -150,11 +150,11 @@ def test_a_prompt_send_keeps_its_admission_stamp(store: Store) -> None:
     clock = ManualClock()
     lim = make(store, clock, rpm=1, window_s=60)
     g = lim.acquire()
-    clock.advance(0.1)  # under half the 0.25 s margin: no store write at all
+    clock.advance(0.004)  # sent within RESTAMP_AFTER_S: no store write at all
     lim.sent(g)
     assert g.ts == 0.0
     assert store.snapshot(lim.scope, clock, 60.25).entries[0][0] == 0.0
-    clock.advance(60.2)  # 60.3: the slot left at 60.25
+    clock.advance(60.25)  # 60.254: the slot left at 60.25
     assert lim.try_acquire() is not None
 
 

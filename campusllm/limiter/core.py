@@ -322,7 +322,7 @@ class RateLimiter:
             await self._sleeper.asleep(self._pace(r, stall))
 
     def sent(self, grant: Grant | None) -> None:
-        """The request of ``grant`` is being written now: its slot in the window starts here.
+        """The request of ``grant`` has just been written: its slot in the window starts here.
 
         A gateway starts counting a request when it arrives. Admission can come well before
         that (a burst first opens its connections, a busy machine schedules late), and a slot

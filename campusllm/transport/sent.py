@@ -1,10 +1,12 @@
-"""A callback at the moment a request starts going out, through the HTTP library's ``trace``.
+"""A callback once a request has gone out, through the HTTP library's ``trace`` extension.
 
 The limiter dates a grant when it admits a request; the gateway counts the request when it
 arrives. Between the two a burst opens its connections, and a busy machine schedules late.
-:func:`on_send` lets the transport tell the limiter when the request's headers are actually
-being written (HTTP/1.1 or HTTP/2), so that the grant's slot in the window starts there (see
-:meth:`campusllm.limiter.RateLimiter.sent`). Any ``trace`` hook the caller set still sees
+:func:`on_send` lets the transport tell the limiter when the request has been written
+(HTTP/1.1 or HTTP/2: its body sent), so that the grant's slot in the window starts there (see
+:meth:`campusllm.limiter.RateLimiter.sent`). Not when the headers start: a pause of this
+process between the two (a garbage collection of a big heap takes 0.1 s) would put the
+request on the wire later than its slot's start. Any ``trace`` hook the caller set still sees
 every event.
 
 Example:
@@ -12,8 +14,8 @@ Example:
     >>> seen = []
     >>> request = httpx.Request("GET", "http://127.0.0.1:9/")
     >>> on_send(request, lambda: seen.append("sent"), is_async=False)
-    >>> request.extensions["trace"]("http11.send_request_headers.started", {})
-    >>> request.extensions["trace"]("http11.send_request_headers.started", {}), seen
+    >>> request.extensions["trace"]("http11.send_request_body.complete", {})
+    >>> request.extensions["trace"]("http11.send_request_body.complete", {}), seen
     (None, ['sent'])
 """
 
@@ -27,9 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SEND_EVENTS", "on_send", "caller_trace"]
 
-SEND_EVENTS = frozenset(
-    {"http11.send_request_headers.started", "http2.send_request_headers.started"}
-)
+SEND_EVENTS = frozenset({"http11.send_request_body.complete", "http2.send_request_body.complete"})
 
 
 def caller_trace(request: httpx.Request) -> Any:
@@ -41,7 +41,7 @@ def caller_trace(request: httpx.Request) -> Any:
 
 
 def on_send(request: httpx.Request, callback: Callable[[], None], *, is_async: bool) -> None:
-    """Call ``callback()`` once, when ``request``'s headers start going out.
+    """Call ``callback()`` once, when ``request`` has been written (its body sent).
 
     Wraps the hook already on the request (the caller's, or campusllm's deadline hook); a
     previous attempt's ``on_send`` hook is replaced, not wrapped again. Async requests need a

@@ -21,7 +21,7 @@ import pytest
 from redis_server import redis_url  # noqa: F401  (session fixture: a real redis-server)
 
 from campusllm.clock import ManualClock
-from campusllm.errors import BudgetExceededError, ConfigError, RateLimitError
+from campusllm.errors import BudgetExceededError, CampusLLMError, ConfigError, RateLimitError
 from campusllm.limiter import (
     Budget,
     RateLimiter,
@@ -170,6 +170,24 @@ def test_a_re_dated_slot_leaves_the_window_after_those_admitted_before_it(store:
     assert lim.try_acquire() is not None
     assert lim.try_acquire() is None
     assert lim.time_until_free() == pytest.approx(2.0 + 60.25 - 61.3)
+
+
+def test_a_store_failing_at_send_time_does_not_fail_the_request_already_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The request is on the wire when sent() runs: raising there would make the transport
+    # retry, i.e. send it a second time.
+    class Broken(MemoryStore):
+        def restamp(self, grant: Any, clock: Any) -> float | None:
+            raise CampusLLMError("the shared rate-limit state failed: disk I/O error")
+
+    clock = ManualClock()
+    lim = RateLimiter(rpm=1, window_s=60, clock=clock, store=Broken())
+    g = lim.acquire()
+    clock.advance(1.0)
+    lim.sent(g)
+    assert g.ts == 0.0
+    assert "kept its admission time" in caplog.text and "disk I/O error" in caplog.text
 
 
 def test_a_refunded_grant_is_not_put_back_by_its_send(store: Store) -> None:

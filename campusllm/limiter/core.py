@@ -345,7 +345,14 @@ class RateLimiter:
         with grant.lock:
             if grant.refunded:
                 return
-            ts = self.store.restamp(grant, self._clock)
+            try:
+                ts = self.store.restamp(grant, self._clock)
+            except Exception as exc:  # noqa: BLE001
+                # The request is already on the wire: failing it now would make the transport
+                # send it again. The slot keeps its admission stamp; the next admission meets
+                # a broken store and reports it.
+                log.warning("campusllm: a rate-limit slot kept its admission time: %s", exc)
+                return
             if ts is not None:
                 grant.ts = ts
 

@@ -14,10 +14,9 @@ under httpx and httpx2 alike (the two share an API); the library's own transport
    :class:`~campusllm.clock.Clock`. An error response handed back carries a
    :class:`~.retry.RetryNote` saying what was done, for the error message.
 
-A successful response carries its limiter grant (``extensions["campusllm.grant"]``) and a
-``extensions["campusllm.settle"](usage)`` callable. The transport calls it itself when the
-body ends, with the ``usage`` the body reported (:mod:`.settle`), so the key's window and
-budget are charged what the gateway counted whoever reads the answer.
+When the body of a successful response ends, the transport settles the limiter grant that
+admitted it with the ``usage`` the body reported (:mod:`.settle`), so the key's window and
+budget are charged what the gateway counted, whoever reads the answer.
 
 Example:
     >>> import httpx
@@ -76,18 +75,10 @@ __all__ = [
     "CampusTransport",
     "AsyncCampusTransport",
     "request_tokens",
-    "GRANT",
-    "SETTLE",
     "DEFAULT_TOTAL_TIMEOUT",
 ]
 
 log = logging.getLogger("campusllm")
-
-GRANT = "campusllm.grant"
-"""``response.extensions`` key of the limiter grant that admitted the request."""
-SETTLE = "campusllm.settle"
-"""``response.extensions`` key of ``settle(usage)``: charge the grant what the gateway counted
-(a ``usage`` mapping or a number of tokens)."""
 
 DEFAULT_TOTAL_TIMEOUT = 60.0
 """Total seconds for one attempt when a transport is built without :class:`Timeouts`."""
@@ -253,20 +244,14 @@ class _Base:
         self, response: httpx.Response, grant: Grant | None, *, is_async: bool
     ) -> httpx.Response:
         if grant is not None and self.limiter is not None and response.status_code < 400:
-            settle = _settler(self.limiter, grant)
-            response.extensions[GRANT] = grant
-            response.extensions[SETTLE] = settle
+            limiter = self.limiter
+
+            def settle(usage: Mapping[str, Any]) -> None:
+                limiter.settle(grant, usage_tokens(usage))
+
             # whoever reads the body, its usage is charged when it ends (.settle)
             watch_usage(response, settle, is_async=is_async)
         return response
-
-
-def _settler(limiter: RateLimiter, grant: Grant) -> Callable[[Any], None]:
-    def settle(usage: Mapping[str, Any] | int | None) -> None:
-        tokens = usage if isinstance(usage, int) else usage_tokens(usage)
-        limiter.settle(grant, tokens)
-
-    return settle
 
 
 class CampusTransport(_Base):

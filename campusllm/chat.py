@@ -37,14 +37,8 @@ __all__ = ["ChatCaller"]
 class ChatCaller(Caller):
     """Send chat requests for one resolved model, applying the registry's request rules.
 
-    ``model`` is ``"provider:model"``, a resolved model, or a :class:`Connection` to share.
-    The other arguments mean what they mean for both adapters' chat models (they are
-    :func:`~campusllm.connection.connect`'s): ``timeout`` is the **total** seconds of one
-    attempt, the whole answer or stream included (default
-    :data:`~campusllm.connection.DEFAULT_CHAT_TIMEOUT`, ten minutes, like the adapters);
-    ``read_timeout`` the longest silence allowed between two reads (default: only the total
-    bounds it); ``max_retries`` (or a whole ``retry`` policy) how often a 429, 5xx or failed
-    connection is retried.
+    The arguments are :class:`~campusllm.caller.Caller`'s, as both adapters' chat models take
+    them (``timeout`` is the total of one attempt, ten minutes by default).
 
     Example:
         >>> caller = ChatCaller("sjtu:deepseek-chat", api_key="sk-example",

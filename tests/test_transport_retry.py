@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -35,7 +35,6 @@ from campusllm.transport import (
     error_from_response,
 )
 from campusllm.transport.retry import MAX_RETRY_AFTER_S, RetryNote, retry_after_seconds
-from campusllm.transport.transports import GRANT, SETTLE
 
 KEY = "sk-test-retry-0123456789"
 BASE = "https://gw.example.edu.cn/v1"
@@ -64,7 +63,8 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> http
     return httpx.Response(status, json=body, headers=headers)
 
 
-OK = _json(200, {"choices": [{"message": {"role": "assistant", "content": "hi"}}]})
+OK_BODY = {"choices": [{"message": {"role": "assistant", "content": "hi"}}]}
+OK = _json(200, OK_BODY)
 
 
 def _client(
@@ -197,18 +197,31 @@ def test_without_a_limiter_a_429_storm_keeps_exponential_backoff() -> None:
         assert cap / 2 <= waited <= cap
 
 
-def test_admission_charges_input_plus_expected_output_and_hands_over_the_grant() -> None:
+def test_admission_charges_input_plus_expected_output_then_the_usage_the_body_reports() -> None:
     clock = ManualClock()
     limiter = RateLimiter(rpm=None, tpm=100_000, window_s=60.0, clock=clock)
     body = {**BODY, "max_tokens": 300}
-    client, _ = _client(Script([OK]), limiter=limiter, clock=clock)
-    response = client.post(BASE + "/chat/completions", json=body)
-    grant = response.extensions[GRANT]
-    charged = grant.tokens
-    assert charged == request_charge(charged - 300, body) and charged > 300
-    assert grant.model == RESOLVED.model.id
-    response.extensions[SETTLE]({"prompt_tokens": 5, "completion_tokens": 7})
-    assert grant.tokens == 12
+    answer = {**OK_BODY, "usage": {"prompt_tokens": 5, "completion_tokens": 7}}
+
+    class Streamed(httpx.SyncByteStream):  # as off a socket (a json= response is read at once)
+        def __iter__(self) -> Iterator[bytes]:
+            yield json.dumps(answer).encode()
+
+    reply = httpx.Response(200, headers={"content-type": "application/json"}, stream=Streamed())
+    client, _ = _client(Script([reply]), limiter=limiter, clock=clock)
+
+    def charged() -> list[tuple[str, int]]:
+        rows = limiter.store.ledger_rows()
+        return sorted({(r.model, r.tokens) for r in rows if r.kind == "week"})
+
+    request = client.build_request("POST", BASE + "/chat/completions", json=body)
+    response = client.send(request, stream=True)  # admitted; the body not read yet
+    [(model, tokens)] = charged()
+    assert model == RESOLVED.model.id
+    assert tokens == request_charge(tokens - 300, body) and tokens > 300  # input + max_tokens
+    response.read()  # the body ends: settled with what the gateway counted
+    response.close()
+    assert charged() == [(RESOLVED.model.id, 12)]
 
 
 # ----------------------------------------------------------------------------- 408 and 5xx

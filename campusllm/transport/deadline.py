@@ -32,7 +32,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..i18n import tr
-from .library import error_names
+from .library import byte_stream_class, error_names, library_of
 from .sent import caller_trace
 from .watchdog import WATCHDOG, Job, shut_down_socket
 
@@ -168,12 +168,6 @@ class Deadline:
         return time.monotonic() >= self.at
 
 
-def _lib(obj: object) -> ModuleType:
-    import sys
-
-    return sys.modules[type(obj).__module__.split(".", 1)[0]]
-
-
 def deadline_exceeded(
     lib: ModuleType, request: httpx.Request, deadline: Deadline, received: int | None
 ) -> Exception:
@@ -242,7 +236,7 @@ class _SyncBody:
         self._inner = response.stream
         self._request = request
         self._deadline = deadline
-        self._lib = _lib(response)
+        self._lib = library_of(response)
         self._received = 0
         self._fired = False
         self._job: Job | None = None
@@ -299,7 +293,7 @@ class _AsyncBody:
         self._inner = response.stream
         self._request = request
         self._deadline = deadline
-        self._lib = _lib(response)
+        self._lib = library_of(response)
         self._received = 0
 
     def _timeout(self) -> Exception:
@@ -330,26 +324,13 @@ class _AsyncBody:
         await self._inner.aclose()  # type: ignore[union-attr]
 
 
-_classes: dict[tuple[str, bool], type] = {}
-
-
-def _wrapper_class(lib: ModuleType, is_async: bool) -> type:
-    # httpx checks that a response's stream is one of *its* byte-stream classes, so the
-    # wrappers are made subclasses of the library's (httpx or httpx2) on first use.
-    key = (lib.__name__, is_async)
-    cls = _classes.get(key)
-    if cls is None:
-        base = lib.AsyncByteStream if is_async else lib.SyncByteStream
-        impl = _AsyncBody if is_async else _SyncBody
-        cls = _classes[key] = type(impl.__name__, (impl, base), {})
-    return cls
-
-
 def guard_body(response: httpx.Response, request: httpx.Request, deadline: Deadline) -> None:
     """Make the sync ``response``'s body end with a timeout at ``deadline``."""
-    response.stream = _wrapper_class(_lib(response), False)(response, request, deadline)
+    wrapper = byte_stream_class(library_of(response), _SyncBody, is_async=False)
+    response.stream = wrapper(response, request, deadline)
 
 
 def aguard_body(response: httpx.Response, request: httpx.Request, deadline: Deadline) -> None:
     """Make the async ``response``'s body end with a timeout at ``deadline``."""
-    response.stream = _wrapper_class(_lib(response), True)(response, request, deadline)
+    wrapper = byte_stream_class(library_of(response), _AsyncBody, is_async=True)
+    response.stream = wrapper(response, request, deadline)

@@ -14,10 +14,18 @@ Example:
 from __future__ import annotations
 
 import ssl
+import sys
 import threading
 from types import ModuleType
 
-__all__ = ["core_http_library", "ssl_context", "error_names", "is_http_error"]
+__all__ = [
+    "core_http_library",
+    "ssl_context",
+    "error_names",
+    "is_http_error",
+    "library_of",
+    "byte_stream_class",
+]
 
 _HTTP_PACKAGES = frozenset({"httpx", "httpx2"})
 
@@ -45,6 +53,28 @@ def ssl_context(lib: ModuleType) -> ssl.SSLContext:
         if ctx is None:
             ctx = _ssl_contexts[lib.__name__] = lib.create_ssl_context()
         return ctx
+
+
+def library_of(obj: object) -> ModuleType:
+    """The HTTP library (``httpx`` or ``httpx2``) an object of it belongs to."""
+    return sys.modules[type(obj).__module__.split(".", 1)[0]]
+
+
+_stream_classes: dict[tuple[str, type], type] = {}
+
+
+def byte_stream_class(lib: ModuleType, impl: type, *, is_async: bool) -> type:
+    """``impl`` made a subclass of ``lib``'s (async) byte-stream class, made once per library.
+
+    httpx checks that a response's stream is one of *its* byte-stream classes (httpx or
+    httpx2), so a wrapper put around a response's body must be one of them.
+    """
+    key = (lib.__name__, impl)
+    cls = _stream_classes.get(key)
+    if cls is None:
+        base = lib.AsyncByteStream if is_async else lib.SyncByteStream
+        cls = _stream_classes[key] = type(impl.__name__, (impl, base), {})
+    return cls
 
 
 def error_names(exc: BaseException) -> frozenset[str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from pydantic import SecretStr
 
 from ..tokens import estimate_tokens
 from .hints import is_loopback
+from .library import library_of
 
 if TYPE_CHECKING:
     import httpx
@@ -44,7 +44,6 @@ __all__ = [
     "remove_key",
     "RedirectRefused",
     "follow_redirect",
-    "library_of",
 ]
 
 log = logging.getLogger("campusllm")
@@ -58,11 +57,6 @@ MAX_REDIRECTS = 5
 
 _clear_text_warned: set[str] = set()
 _clear_text_lock = threading.Lock()
-
-
-def library_of(obj: object) -> Any:
-    """The HTTP library (``httpx`` or ``httpx2``) an object of it belongs to."""
-    return sys.modules[type(obj).__module__.split(".", 1)[0]]
 
 
 # ----------------------------------------------------------------------------- tokens

@@ -14,11 +14,11 @@ says) keeps the admission estimate, which never undercounts.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..wire.usage import UsageScanner
+from .library import byte_stream_class, library_of
 
 if TYPE_CHECKING:
     import httpx
@@ -102,25 +102,11 @@ class _AsyncWatched:
             self._watch.end()
 
 
-_classes: dict[tuple[str, bool], type] = {}
-
-
-def _wrapper_class(response: httpx.Response, is_async: bool) -> type:
-    # httpx checks that a response's stream is one of *its* byte-stream classes (httpx or
-    # httpx2), so the wrappers are made subclasses of that library's on first use.
-    lib = sys.modules[type(response).__module__.split(".", 1)[0]]
-    key = (lib.__name__, is_async)
-    cls = _classes.get(key)
-    if cls is None:
-        base = lib.AsyncByteStream if is_async else lib.SyncByteStream
-        impl = _AsyncWatched if is_async else _SyncWatched
-        cls = _classes[key] = type(impl.__name__, (impl, base), {})
-    return cls
-
-
 def watch_usage(
     response: httpx.Response, settle: Callable[[Mapping[str, Any]], None], *, is_async: bool
 ) -> None:
     """Call ``settle(usage)`` with the ``usage`` the body of ``response`` reports, once read."""
     watch = UsageWatch(settle, response.headers.get("content-encoding"))
-    response.stream = _wrapper_class(response, is_async)(response.stream, watch)
+    impl = _AsyncWatched if is_async else _SyncWatched
+    wrapper = byte_stream_class(library_of(response), impl, is_async=is_async)
+    response.stream = wrapper(response.stream, watch)

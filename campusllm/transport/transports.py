@@ -42,12 +42,11 @@ from ..limiter import Grant, RateLimiter, request_charge, usage_tokens
 from ..registry import ProviderSpec, ResolvedModel
 from .deadline import Deadline, Timeouts, aguard_body, deadline_exceeded, guard_body, limit_phases
 from .errors import redirect_error
-from .library import core_http_library, error_names, ssl_context
+from .library import core_http_library, error_names, library_of, ssl_context
 from .outgoing import (
     RedirectRefused,
     follow_redirect,
     input_tokens,
-    library_of,
     remove_key,
     request_json,
     request_tokens,

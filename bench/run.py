@@ -281,6 +281,15 @@ def bench_invoke(sim: SimProcess, rep: Report, quick: bool) -> None:
     campus = ChatCampusLLM(
         model=CHAT_MODEL, base_url=url, api_key=SIM_KEY, rate_limits=RateLimits(**NON_BINDING)
     )
+    # The same model on a per-process limiter: what the transport and adapter cost without
+    # the shared quota, whose two SQLite transactions per call the default `local` adds.
+    campus_memory = ChatCampusLLM(
+        model=CHAT_MODEL,
+        base_url=url,
+        api_key=SIM_KEY,
+        rate_limits=RateLimits(**NON_BINDING),
+        limiter="memory",
+    )
     wire = campus.model_name
     lc = ChatOpenAI(model=wire, base_url=url, api_key=SIM_KEY)  # type: ignore[arg-type]
     sdk = openai.OpenAI(base_url=url, api_key=SIM_KEY)
@@ -296,6 +305,7 @@ def bench_invoke(sim: SimProcess, rep: Report, quick: bool) -> None:
     msgs: Any = [{"role": "user", "content": prompt}]
     contenders: dict[str, Callable[[], Any]] = {
         "ChatCampusLLM": lambda: campus.invoke(prompt),
+        "ChatCampusLLM memory": lambda: campus_memory.invoke(prompt),
         "ChatOpenAI": lambda: lc.invoke(prompt),
         "openai SDK": lambda: sdk.chat.completions.create(model=wire, messages=msgs),
         "ChatOpenAI+httpx": lambda: lc_httpx.invoke(prompt),
@@ -314,8 +324,10 @@ def bench_invoke(sim: SimProcess, rep: Report, quick: bool) -> None:
         ratio <= 1.05,
         f"per call: ChatCampusLLM {fmt_ms(med['ChatCampusLLM'])}, ChatOpenAI "
         f"{fmt_ms(med['ChatOpenAI'])}, openai SDK {fmt_ms(med['openai SDK'])} "
-        f"({paired_ratio(t['ChatCampusLLM'], t['openai SDK']):.2f}× SDK); ChatOpenAI on a plain "
-        f"httpx.Client instead of the SDK's httpx2: "
+        f"({paired_ratio(t['ChatCampusLLM'], t['openai SDK']):.2f}× SDK); with "
+        f'limiter="memory" (no shared quota): '
+        f"{paired_ratio(t['ChatCampusLLM memory'], t['ChatOpenAI']):.3f}× ChatOpenAI; "
+        f"ChatOpenAI on a plain httpx.Client instead of the SDK's httpx2: "
         f"{paired_ratio(t['ChatOpenAI+httpx'], t['ChatOpenAI']):.3f}× ChatOpenAI",
     )
 

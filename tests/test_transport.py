@@ -28,7 +28,7 @@ from campusllm.errors import (
 from campusllm.limiter import RateLimiter, limiter_for
 from campusllm.registry import RateLimits, resolve
 from campusllm.sim import SIM_KEY
-from campusllm.transport import RetryPolicy, error_from_response
+from campusllm.transport import CampusTransport, RetryPolicy, error_from_response
 
 EMB = "oneapi:qwen3-embedding-8b"
 RR = "oneapi:qwen3-reranker-8b"
@@ -444,7 +444,9 @@ def test_sdk_clients_share_the_limiter_and_map_their_errors(sim: Any) -> None:
     c = _client(sim, limits=RateLimits(rpm=1000))
     sdk_http, _ = c.connection.http_clients(lib)
     assert isinstance(sdk_http, lib.Client)
-    assert sdk_http._transport.limiter is c.limiter is c.http._transport.limiter
+    sdk_t, core_t = sdk_http._transport, c.http._transport
+    assert isinstance(sdk_t, CampusTransport) and isinstance(core_t, CampusTransport)
+    assert sdk_t.limiter is c.limiter is core_t.limiter
     sim.inject("status", status=503, times=1)
     r = sdk_http.post(c.resolved.base_url + "/chat/completions", json=_chat_body(c))
     assert r.status_code == 200 and sim.stats["requests"] == 2  # retried by our transport

@@ -23,6 +23,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import socket
 import threading
@@ -66,6 +67,12 @@ def _nothing() -> None:
 class Watchdog:
     """Runs actions at monotonic times, on one daemon thread (lazily started, fork-safe).
 
+    The thread sleeps until the earliest job it knows of, cancelled or not, and is woken only
+    by a job due before that. A request's deadline is the request's start plus the same
+    timeout, so each new job is due after the ones before it: scheduling it costs a heap push
+    and no thread wake-up (a wake-up per request was ~0.1 ms of an invoke on a 2-core
+    machine). Cancelled jobs are dropped when they come due or, once they pile up, all at once.
+
     Example:
         >>> done = threading.Event()
         >>> _ = Watchdog().at(time.monotonic(), done.set)
@@ -73,21 +80,37 @@ class Watchdog:
         True
     """
 
+    SWEEP_MIN = 1024
+    """Heap size at which cancelled jobs are first swept out (then at twice what was left)."""
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._wake_at = math.inf  # when the thread wakes by itself (inf: only when notified)
+        self._sweep_at = self.SWEEP_MIN
 
     def at(self, when: float, action: Callable[[], None]) -> Job:
         """Run ``action`` at ``time.monotonic() == when`` unless the job is cancelled first."""
         job = Job(when, action)
         with self._cond:
-            heapq.heappush(self._heap, (when, next(self._seq), job))
+            heap = self._heap
+            if len(heap) >= self._sweep_at:
+                heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(heap)
+                self._sweep_at = max(self.SWEEP_MIN, 2 * len(heap))
+            heapq.heappush(heap, (when, next(self._seq), job))
             self._ensure_thread()
-            if self._heap[0][2] is job:  # only a new earliest deadline changes the wait
+            if when < self._wake_at:  # the thread would sleep past it
+                self._wake_at = when
                 self._cond.notify()
         return job
+
+    def pending(self) -> int:
+        """Jobs in the queue, cancelled ones not yet dropped included (for tests)."""
+        with self._cond:
+            return len(self._heap)
 
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -101,21 +124,29 @@ class Watchdog:
         self._heap = []
         self._cond = threading.Condition()
         self._thread = None
+        self._wake_at = math.inf
+        self._sweep_at = self.SWEEP_MIN
+
+    def _next_job(self) -> Job:
+        """Wait for the earliest job to come due and take it off the heap (cond held)."""
+        while True:
+            if not self._heap:
+                self._wake_at = math.inf
+                self._cond.wait()
+                continue
+            when = self._heap[0][0]
+            delay = when - time.monotonic()
+            if delay <= 0:
+                return heapq.heappop(self._heap)[2]
+            # A cancelled job still sets the wake-up: dropping it now would leave the next
+            # request's job the earliest one, and waking for it is the cost avoided here.
+            self._wake_at = when
+            self._cond.wait(delay)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while True:
-                    while self._heap and self._heap[0][2].cancelled:
-                        heapq.heappop(self._heap)
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    delay = self._heap[0][0] - time.monotonic()
-                    if delay <= 0:
-                        job = heapq.heappop(self._heap)[2]
-                        break
-                    self._cond.wait(delay)
+                job = self._next_job()
             if job.cancelled:
                 continue
             job.done = True

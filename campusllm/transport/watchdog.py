@@ -107,11 +107,6 @@ class Watchdog:
                 self._cond.notify()
         return job
 
-    def pending(self) -> int:
-        """Jobs in the queue, cancelled ones not yet dropped included (for tests)."""
-        with self._cond:
-            return len(self._heap)
-
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
